@@ -1,0 +1,16 @@
+import type { Config } from "jest";
+
+const config: Config = {
+  testEnvironment: "node",
+  roots: ["<rootDir>/__tests__"],
+  testMatch: ["**/*.test.ts"],
+  transform: {
+    "^.+\\.(t|j)sx?$": ["@swc/jest", { jsc: { target: "es2022", parser: { syntax: "typescript" } } }],
+  },
+  // Servers, child processes and sockets: give slow CI machines room.
+  testTimeout: 30_000,
+  // Test files start their own servers on port 0; two workers match CI's two cores.
+  maxWorkers: 2,
+};
+
+export default config;
