@@ -25,7 +25,9 @@ export type SseErrorCode =
   /** The broker (e.g. Redis) cannot accept events right now. */
   | "broker_unavailable"
   /** An option passed to a constructor is invalid (programmer error). */
-  | "invalid_option";
+  | "invalid_option"
+  /** A bug or an unexpected failure on our side; details are logged, not sent. */
+  | "internal";
 
 /** HTTP status sent for each error code. */
 export const HTTP_STATUS: Readonly<Record<SseErrorCode, number>> = Object.freeze({
@@ -39,6 +41,7 @@ export const HTTP_STATUS: Readonly<Record<SseErrorCode, number>> = Object.freeze
   closed: 503,
   broker_unavailable: 503,
   invalid_option: 500,
+  internal: 500,
 });
 
 export class SseError extends Error {

@@ -1,0 +1,50 @@
+/**
+ * SSE wire framing, pure functions only (no sockets, no state), so the exact
+ * bytes can be tested and every event is framed once and shared by all of its
+ * subscribers.
+ *
+ * Frame layout (compatible with the original server, which had no `id:`):
+ *
+ *     event:<name>\n
+ *     data:<line 1>\n
+ *     data:<line n>\n
+ *     id:<id>\n
+ *     \n
+ *
+ * The `id:` line comes last so the original's `event:`/`data:` prefix is kept
+ * byte for byte for clients that matched on it.
+ */
+
+/** A heartbeat: one empty comment line. Sent on connect and every interval. */
+export const HEARTBEAT: Buffer = Buffer.from(":\n\n");
+
+const LINE_BREAK = /\r\n|\r|\n/;
+const NAME_BREAK = /[\r\n]/g;
+
+/** CR or LF in an event name would end the field early: replace with a space (as the original does). */
+export function sanitizeEventName(name: string): string {
+  return name.replace(NAME_BREAK, " ");
+}
+
+/** The text of one event frame. `id` is omitted when `undefined`. */
+export function frameText(event: string, data: string, id?: string): string {
+  let text = "event:" + sanitizeEventName(event) + "\n";
+  // Fast path: most data has no line break; avoid split's array allocation.
+  if (data.indexOf("\n") === -1 && data.indexOf("\r") === -1) {
+    text += "data:" + data + "\n";
+  } else {
+    for (const line of data.split(LINE_BREAK)) text += "data:" + line + "\n";
+  }
+  if (id !== undefined) text += "id:" + id + "\n";
+  return text + "\n";
+}
+
+/** One event frame as bytes, ready to be written to every subscriber. */
+export function frameEvent(event: string, data: string, id?: string): Buffer {
+  return Buffer.from(frameText(event, data, id), "utf8");
+}
+
+/** `retry:<ms>` field telling the client how long to wait before reconnecting. */
+export function frameRetry(ms: number): Buffer {
+  return Buffer.from("retry:" + Math.floor(ms) + "\n\n");
+}

@@ -1,0 +1,289 @@
+/**
+ * The hub: topic map, fan-out, per-subscriber backpressure, heartbeats and
+ * the resume switch-over. It knows HTTP only as a writable response (`Sink`);
+ * the router owns headers, tokens and routes.
+ *
+ * Hot path (see bench/): the broker frames each event once into a Buffer;
+ * the hub appends that same Buffer to the pending list of every subscriber
+ * of its topic and schedules one flush per event-loop turn, so all events of
+ * a turn reach a subscriber in a single write. No per-subscriber timers or
+ * closures: one heartbeat timer per hub, one shared `close` listener.
+ */
+import type { Broker, FramedEvent, ReplayResult, ResetReason } from "./broker";
+import { SseError } from "./errors";
+import { HEARTBEAT, frameEvent, frameRetry } from "./frame";
+import type { EventInput } from "./tokens";
+
+/** What the hub needs of an HTTP response (a `http.ServerResponse` fits). */
+export interface Sink {
+  write(chunk: Buffer): boolean;
+  end(): unknown;
+  destroy(): unknown;
+  readonly writableLength: number;
+  readonly destroyed: boolean;
+  once(event: "close", listener: () => void): unknown;
+}
+
+export type DisconnectReason = "client" | "slow" | "shutdown";
+
+export interface HubStats {
+  /** Connected subscribers. */
+  readonly subscribers: number;
+  /** Topics with at least one subscriber. */
+  readonly topics: number;
+  /** Events received from the broker (published here or on another instance). */
+  readonly eventsPublished: number;
+  /** Event frames handed to subscriber sockets (one per event per subscriber). */
+  readonly eventsDelivered: number;
+  /** Subscribers that asked to resume and got the missed events. */
+  readonly replays: number;
+  /** Subscribers that asked to resume and got `sse:reset` instead. */
+  readonly resets: number;
+  /** Disconnects by reason: client went away, too slow (buffer full), or shutdown. */
+  readonly disconnects: Readonly<Record<DisconnectReason, number>>;
+}
+
+export interface HubOptions {
+  readonly broker: Broker;
+  readonly maxBufferBytes: number;
+  readonly heartbeatInterval: number;
+  readonly retry: number;
+  readonly retryJitter: number;
+}
+
+const kSubscriber = Symbol("sse-server.subscriber");
+
+class Subscriber {
+  /** Frames waiting for this turn's flush: one Buffer, or several. */
+  pending: Buffer | Buffer[] | null = null;
+  pendingBytes = 0;
+  pendingEvents = 0;
+  /** While a resume is being served: live events held back, else null. */
+  held: FramedEvent[] | null = null;
+  heldBytes = 0;
+  closed = false;
+
+  constructor(
+    readonly hub: Hub,
+    readonly sink: Sink,
+    readonly topics: readonly string[],
+  ) {}
+}
+
+type SinkWithSubscriber = Sink & { [kSubscriber]?: Subscriber };
+
+export class Hub {
+  private readonly broker: Broker;
+  private readonly options: HubOptions;
+  private readonly byTopic = new Map<string, Set<Subscriber>>();
+  private readonly all = new Set<Subscriber>();
+  private dirty: Subscriber[] = [];
+  private flushScheduled = false;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private closing = false;
+  private readonly started: Promise<void>;
+  private counters = {
+    eventsPublished: 0,
+    eventsDelivered: 0,
+    replays: 0,
+    resets: 0,
+    disconnects: { client: 0, slow: 0, shutdown: 0 } as Record<DisconnectReason, number>,
+  };
+
+  constructor(options: HubOptions) {
+    this.options = options;
+    this.broker = options.broker;
+    this.started = this.broker.start(this.onEvents);
+    // Avoid an unhandled rejection here; publish/subscribe surface the error.
+    this.started.catch(() => undefined);
+    if (options.heartbeatInterval > 0) {
+      this.heartbeatTimer = setInterval(this.heartbeat, options.heartbeatInterval);
+      this.heartbeatTimer.unref();
+    }
+  }
+
+  get closed(): boolean {
+    return this.closing;
+  }
+
+  get stats(): HubStats {
+    const c = this.counters;
+    return {
+      subscribers: this.all.size,
+      topics: this.byTopic.size,
+      eventsPublished: c.eventsPublished,
+      eventsDelivered: c.eventsDelivered,
+      replays: c.replays,
+      resets: c.resets,
+      disconnects: { ...c.disconnects },
+    };
+  }
+
+  /** Hands events to the broker; resolves once it accepted them. Events must be validated already. */
+  async publish(events: readonly EventInput[]): Promise<void> {
+    if (this.closing) throw new SseError("closed", "the SSE hub is closed");
+    await this.started;
+    if (events.length > 0) await this.broker.publish(events);
+  }
+
+  /**
+   * Adds a subscriber whose response headers are already sent. Writes the
+   * first heartbeat (and `retry:`) at once, then live events. With
+   * `lastEventId`, first replays what the subscriber missed, or `sse:reset`.
+   */
+  subscribe(sink: Sink, topics: readonly string[], lastEventId?: string): void {
+    if (this.closing) throw new SseError("closed", "the SSE hub is closed");
+    const sub = new Subscriber(this, sink, topics);
+    (sink as SinkWithSubscriber)[kSubscriber] = sub;
+    sink.once("close", onSinkClose);
+    this.all.add(sub);
+    for (const topic of topics) {
+      let set = this.byTopic.get(topic);
+      if (set === undefined) this.byTopic.set(topic, (set = new Set()));
+      set.add(sub);
+    }
+    let hello = HEARTBEAT;
+    const { retry, retryJitter } = this.options;
+    if (retry > 0) hello = Buffer.concat([HEARTBEAT, frameRetry(retry + Math.random() * retryJitter)]);
+    sink.write(hello);
+    if (lastEventId !== undefined) {
+      // Registered above before asking the broker, so every event that is not
+      // in the replay arrives live; live ones are held until the replay is out.
+      sub.held = [];
+      this.started
+        .then(() => this.broker.replay(lastEventId, new Set(topics)))
+        .then(
+          (result) => this.finishReplay(sub, result),
+          () => this.finishReplay(sub, { ok: false, reason: "unknown_id", headId: undefined }),
+        );
+    }
+  }
+
+  /** Ends every stream cleanly and stops the heartbeat. Idempotent. */
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.flush();
+    for (const sub of [...this.all]) this.remove(sub, "shutdown");
+  }
+
+  private readonly onEvents = (events: readonly FramedEvent[]): void => {
+    this.counters.eventsPublished += events.length;
+    for (const event of events) {
+      const subs = this.byTopic.get(event.topic);
+      if (subs === undefined) continue;
+      for (const sub of subs) {
+        if (sub.held !== null) this.hold(sub, event);
+        else this.enqueue(sub, event.frame, 1);
+      }
+    }
+  };
+
+  private readonly heartbeat = (): void => {
+    for (const sub of this.all) if (sub.held === null) this.enqueue(sub, HEARTBEAT, 0);
+  };
+
+  private hold(sub: Subscriber, event: FramedEvent): void {
+    sub.held!.push(event);
+    sub.heldBytes += event.frame.length;
+    if (sub.heldBytes > this.options.maxBufferBytes) this.remove(sub, "slow");
+  }
+
+  private finishReplay(sub: Subscriber, result: ReplayResult): void {
+    if (sub.closed || sub.held === null) return;
+    const held = sub.held;
+    sub.held = null;
+    sub.heldBytes = 0;
+    let last: string | undefined;
+    if (result.ok) {
+      this.counters.replays++;
+      for (const event of result.events) {
+        this.enqueue(sub, event.frame, 1);
+        last = event.id;
+      }
+    } else {
+      this.counters.resets++;
+      this.enqueue(sub, resetFrame(result.reason, result.headId), 0);
+    }
+    for (const event of held) {
+      // Held live events that the replay already contained are skipped: no duplicates.
+      if (last === undefined || this.broker.compareIds(event.id, last) > 0) this.enqueue(sub, event.frame, 1);
+    }
+  }
+
+  private enqueue(sub: Subscriber, frame: Buffer, events: number): void {
+    const pending = sub.pending;
+    if (pending === null) {
+      sub.pending = frame;
+      this.dirty.push(sub);
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // setImmediate (not a microtask): events from every request handled
+        // in this I/O phase are coalesced into one write per subscriber.
+        setImmediate(this.flush);
+      }
+    } else if (Array.isArray(pending)) {
+      pending.push(frame);
+    } else {
+      sub.pending = [pending, frame];
+    }
+    sub.pendingBytes += frame.length;
+    sub.pendingEvents += events;
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    const dirty = this.dirty;
+    this.dirty = [];
+    const max = this.options.maxBufferBytes;
+    for (const sub of dirty) {
+      const pending = sub.pending;
+      const bytes = sub.pendingBytes;
+      const events = sub.pendingEvents;
+      sub.pending = null;
+      sub.pendingBytes = 0;
+      sub.pendingEvents = 0;
+      if (sub.closed || pending === null) continue;
+      const sink = sub.sink;
+      // Never skip an event: a subscriber that cannot take it is disconnected.
+      if (sink.writableLength + bytes > max) {
+        this.remove(sub, "slow");
+        continue;
+      }
+      sink.write(Array.isArray(pending) ? Buffer.concat(pending, bytes) : pending);
+      this.counters.eventsDelivered += events;
+    }
+  };
+
+  /** Detaches a subscriber; ends (shutdown) or destroys (slow) its stream. @internal */
+  remove(sub: Subscriber, reason: DisconnectReason): void {
+    if (sub.closed) return;
+    sub.closed = true;
+    sub.pending = null;
+    sub.held = null;
+    this.all.delete(sub);
+    for (const topic of sub.topics) {
+      const set = this.byTopic.get(topic);
+      if (set === undefined) continue;
+      set.delete(sub);
+      if (set.size === 0) this.byTopic.delete(topic);
+    }
+    this.counters.disconnects[reason]++;
+    // A slow client's buffered bytes would never drain: drop them now so memory
+    // is freed at once. On shutdown, end cleanly so clients see a normal close.
+    if (reason === "slow") sub.sink.destroy();
+    else if (reason === "shutdown") sub.sink.end();
+  }
+}
+
+/** Shared `close` listener for every sink: no closure per subscriber. */
+function onSinkClose(this: Sink): void {
+  const sub = (this as SinkWithSubscriber)[kSubscriber];
+  if (sub !== undefined) sub.hub.remove(sub, "client");
+}
+
+/** The `sse:reset` event: the client must rebuild its state; data says why. */
+export function resetFrame(reason: ResetReason, headId: string | undefined): Buffer {
+  return frameEvent("sse:reset", JSON.stringify({ reason }), headId);
+}

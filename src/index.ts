@@ -1,0 +1,13 @@
+/**
+ * sse-server: a Server-Sent Events hub for Express, wire-compatible with the
+ * Rust `sse-server` (Branca + MessagePack tokens, topics, `/events`,
+ * `/submit`, `/ping`).
+ */
+export { createSseRouter, STREAM_HEADERS, type SseRouter } from "./router";
+export { DEFAULTS, type SseRouterOptions } from "./options";
+export { SseError, HTTP_STATUS, isSseError, type SseErrorCode } from "./errors";
+export { subscribeToken, submitToken, type EventInput } from "./tokens";
+export { createPublisher, type Publisher, type PublisherOptions } from "./publisher";
+export { MemoryBroker, type Broker, type BrokerSink, type FramedEvent, type MemoryBrokerOptions, type ReplayResult, type ResetReason } from "./broker";
+export { frameEvent, HEARTBEAT } from "./frame";
+export type { HubStats, DisconnectReason } from "./hub";

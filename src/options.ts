@@ -1,0 +1,172 @@
+/**
+ * Every option of {@link createSseRouter}, typed in one interface and resolved
+ * (defaults applied, validated) exactly once by {@link resolveOptions}.
+ */
+import type { Broker } from "./broker";
+import { SseError } from "./errors";
+
+export interface SseRouterOptions {
+  /**
+   * Shared secret: 32 bytes, as 64 hex characters or a `Buffer`/`Uint8Array`.
+   * The same secret the backends use to mint tokens. Required.
+   */
+  secret: string | Uint8Array;
+  /** Maximum token age in seconds, checked against the Branca timestamp. `0` disables the check. Defaults to `86400`. */
+  tokenTtl?: number;
+  /** Interval of the `:` heartbeat comment in milliseconds. `0` disables periodic heartbeats. Defaults to `30000`. */
+  heartbeatInterval?: number;
+  /** Maximum `/submit` body size in bytes. Defaults to `8192`. */
+  bodyLimit?: number;
+  /** Maximum token length in characters; longer tokens are rejected before any decoding. Defaults to `16384`. */
+  maxTokenLength?: number;
+  /** Maximum distinct topics in one subscription. Defaults to `256`. */
+  maxTopics?: number;
+  /** Maximum length of a topic name, in UTF-16 code units. Defaults to `256`. */
+  maxTopicLength?: number;
+  /** Maximum length of an event name. Defaults to `256`. */
+  maxEventNameLength?: number;
+  /** Maximum events in one `/submit` or `publish()` call. Defaults to `1000`. */
+  maxEventsPerSubmit?: number;
+  /**
+   * Bytes that may wait in a subscriber's socket buffer. A subscriber that
+   * falls further behind is disconnected (it can resume from history), never
+   * silently skipped. Defaults to `262144` (256 KiB).
+   */
+  maxBufferBytes?: number;
+  /** Base `retry:` value sent on connect, in ms. `0` sends no `retry:` line. Defaults to `3000`. */
+  retry?: number;
+  /** Random jitter added to `retry`, uniformly in `[0, retryJitter)` ms, so a restart spreads reconnects. Defaults to `2000`. */
+  retryJitter?: number;
+  /** Bytes of event history kept for resume (`Last-Event-ID`). `0` disables history. Defaults to `16777216` (16 MiB). */
+  historyBytes?: number;
+  /** Maximum age of history entries in ms. `0` means no age limit. Defaults to `300000` (5 minutes). */
+  historyAge?: number;
+  /**
+   * `Access-Control-Allow-Origin` policy: `"*"` (the original's behaviour), a
+   * list of allowed origins (answered with credentials allowed, for cookie
+   * tokens), or `false` to send no CORS headers. Defaults to `"*"`.
+   */
+  cors?: "*" | readonly string[] | false;
+  /** Name of a cookie that may carry the subscribe token. Defaults to `undefined` (cookies not read). */
+  tokenCookie?: string;
+  /**
+   * Where events go and come from. Defaults to an in-memory broker owned by
+   * this router (no setup, single process). Pass a shared broker (e.g.
+   * `sse-server/redis`) to fan out across processes and machines.
+   */
+  broker?: Broker;
+  /** Serve `GET /health` with JSON stats. Defaults to `false`. */
+  health?: boolean;
+  /** Serve `GET /metrics` in Prometheus text format. Defaults to `false`. */
+  metrics?: boolean;
+}
+
+export interface ResolvedOptions {
+  readonly key: Buffer;
+  readonly tokenTtl: number;
+  readonly heartbeatInterval: number;
+  readonly bodyLimit: number;
+  readonly maxTokenLength: number;
+  readonly maxTopics: number;
+  readonly maxTopicLength: number;
+  readonly maxEventNameLength: number;
+  readonly maxEventsPerSubmit: number;
+  readonly maxBufferBytes: number;
+  readonly retry: number;
+  readonly retryJitter: number;
+  readonly historyBytes: number;
+  readonly historyAge: number;
+  readonly cors: "*" | ReadonlySet<string> | false;
+  readonly tokenCookie: string | undefined;
+  readonly broker: Broker | undefined;
+  readonly health: boolean;
+  readonly metrics: boolean;
+}
+
+export const DEFAULTS = Object.freeze({
+  tokenTtl: 86_400,
+  heartbeatInterval: 30_000,
+  bodyLimit: 8 * 1024,
+  maxTokenLength: 16 * 1024,
+  maxTopics: 256,
+  maxTopicLength: 256,
+  maxEventNameLength: 256,
+  maxEventsPerSubmit: 1000,
+  maxBufferBytes: 256 * 1024,
+  retry: 3000,
+  retryJitter: 2000,
+  historyBytes: 16 * 1024 * 1024,
+  historyAge: 5 * 60_000,
+});
+
+function invalid(message: string): never {
+  throw new SseError("invalid_option", message);
+}
+
+/**
+ * Turns the secret into its 32 key bytes, or throws a clear error. Never
+ * silently pads, truncates or falls back: a wrong secret must fail at startup.
+ */
+export function parseSecret(secret: unknown, what = "secret"): Buffer {
+  if (typeof secret === "string") {
+    if (!/^[0-9a-fA-F]{64}$/.test(secret)) {
+      invalid(`${what} must be 64 hex characters (32 bytes), e.g. from \`openssl rand -hex 32\`; got ${secret.length} characters${secret.length === 64 ? " with non-hex characters" : ""}`);
+    }
+    return Buffer.from(secret, "hex");
+  }
+  if (secret instanceof Uint8Array) {
+    if (secret.length !== 32) invalid(`${what} must be 32 bytes; got ${secret.length}`);
+    return Buffer.from(secret);
+  }
+  return invalid(`${what} is required: 64 hex characters or a 32-byte Buffer`);
+}
+
+function integer(name: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    invalid(`${name} must be an integer between ${min} and ${max}; got ${String(value)}`);
+  }
+  return value;
+}
+
+function resolveCors(value: SseRouterOptions["cors"]): ResolvedOptions["cors"] {
+  if (value === undefined || value === "*") return "*";
+  if (value === false) return false;
+  if (Array.isArray(value) && value.every((o) => typeof o === "string" && o.length > 0 && o !== "*")) {
+    return new Set(value);
+  }
+  return invalid('cors must be "*", false, or an array of origins such as ["https://app.example"]');
+}
+
+export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
+  if (options === null || typeof options !== "object") invalid("options object with a `secret` is required");
+  const tokenCookie = options.tokenCookie;
+  if (tokenCookie !== undefined && (typeof tokenCookie !== "string" || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(tokenCookie))) {
+    invalid("tokenCookie must be a valid cookie name");
+  }
+  const broker = options.broker;
+  if (broker !== undefined && (typeof broker !== "object" || typeof broker.publish !== "function")) {
+    invalid("broker must implement the Broker interface");
+  }
+  return Object.freeze({
+    key: parseSecret(options.secret),
+    tokenTtl: integer("tokenTtl", options.tokenTtl, DEFAULTS.tokenTtl, 0),
+    heartbeatInterval: integer("heartbeatInterval", options.heartbeatInterval, DEFAULTS.heartbeatInterval, 0, 2 ** 31 - 1),
+    bodyLimit: integer("bodyLimit", options.bodyLimit, DEFAULTS.bodyLimit, 64, 64 * 1024 * 1024),
+    maxTokenLength: integer("maxTokenLength", options.maxTokenLength, DEFAULTS.maxTokenLength, 64),
+    maxTopics: integer("maxTopics", options.maxTopics, DEFAULTS.maxTopics, 1),
+    maxTopicLength: integer("maxTopicLength", options.maxTopicLength, DEFAULTS.maxTopicLength, 1),
+    maxEventNameLength: integer("maxEventNameLength", options.maxEventNameLength, DEFAULTS.maxEventNameLength, 1),
+    maxEventsPerSubmit: integer("maxEventsPerSubmit", options.maxEventsPerSubmit, DEFAULTS.maxEventsPerSubmit, 1),
+    maxBufferBytes: integer("maxBufferBytes", options.maxBufferBytes, DEFAULTS.maxBufferBytes, 1024),
+    retry: integer("retry", options.retry, DEFAULTS.retry, 0, 2 ** 31 - 1),
+    retryJitter: integer("retryJitter", options.retryJitter, DEFAULTS.retryJitter, 0, 2 ** 31 - 1),
+    historyBytes: integer("historyBytes", options.historyBytes, DEFAULTS.historyBytes, 0),
+    historyAge: integer("historyAge", options.historyAge, DEFAULTS.historyAge, 0),
+    cors: resolveCors(options.cors),
+    tokenCookie,
+    broker,
+    health: options.health === true,
+    metrics: options.metrics === true,
+  });
+}

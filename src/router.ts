@@ -1,0 +1,274 @@
+/**
+ * The Express side: routes, headers, token extraction, CORS, and the one
+ * place that turns errors into HTTP responses. The only module that imports
+ * Express.
+ */
+import express, { type NextFunction, type Request, type Response, type Router } from "express";
+import { MemoryBroker } from "./broker";
+import { SseError, isSseError } from "./errors";
+import { Hub, type HubStats } from "./hub";
+import { resolveOptions, type ResolvedOptions, type SseRouterOptions } from "./options";
+import { openToken, parseEvents, parseSubmitPayload, parseSubscribePayload, type EventInput } from "./tokens";
+
+/** Headers of every event stream; frozen so nothing mutates them per request. */
+export const STREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  "Content-Type": "text/event-stream",
+  // `no-transform` keeps compression middleware and proxies from buffering.
+  "Cache-Control": "no-cache, no-transform",
+  Expires: "0",
+  // nginx: pass events through at once even where proxy_buffering is on.
+  "X-Accel-Buffering": "no",
+});
+
+export interface SseRouter extends Router {
+  /** Publishes events to this router's topics (and, with a shared broker, everywhere). Resolves once the broker accepted them. */
+  publish(events: readonly EventInput[]): Promise<void>;
+  /** Ends every stream cleanly, stops timers, closes the broker if this router created it. */
+  close(): Promise<void>;
+  /** A snapshot of counters; see {@link HubStats}. */
+  readonly stats: HubStats;
+}
+
+const MAX_LAST_EVENT_ID = 256;
+const ROUTE_METHODS: Readonly<Record<string, string>> = Object.freeze({
+  "/events": "GET, HEAD, OPTIONS",
+  "/submit": "POST, OPTIONS",
+  "/ping": "GET, HEAD, OPTIONS",
+  "/health": "GET, HEAD, OPTIONS",
+  "/metrics": "GET, HEAD, OPTIONS",
+});
+
+/**
+ * Creates an Express Router serving `GET /events`, `POST /submit` and
+ * `GET /ping` relative to where it is mounted. Each router owns its topic
+ * map, token verifier, hub and (unless one is passed) its broker.
+ *
+ * @throws SseError `invalid_option` when an option is invalid (e.g. the secret).
+ */
+export function createSseRouter(options: SseRouterOptions): SseRouter {
+  const opts = resolveOptions(options);
+  const ownsBroker = opts.broker === undefined;
+  const broker = opts.broker ?? new MemoryBroker({ historyBytes: opts.historyBytes, historyAge: opts.historyAge });
+  const hub = new Hub({
+    broker,
+    maxBufferBytes: opts.maxBufferBytes,
+    heartbeatInterval: opts.heartbeatInterval,
+    retry: opts.retry,
+    retryJitter: opts.retryJitter,
+  });
+
+  const router = express.Router() as unknown as SseRouter;
+  const cors = corsMiddleware(opts);
+
+  router.get("/events", cors, (req, res) => {
+    if (hub.closed) throw new SseError("closed", "the SSE hub is closed");
+    const token = findToken(req, opts.tokenCookie);
+    const topics = parseSubscribePayload(openToken(opts.key, token, opts.tokenTtl, opts.maxTokenLength), opts);
+    const lastEventId = findLastEventId(req);
+    res.removeHeader("X-Powered-By");
+    // Node adds `Connection: keep-alive` unless told otherwise; the header is
+    // illegal in HTTP/2 and proxies must not see it.
+    res.removeHeader("Connection");
+    res.writeHead(200, STREAM_HEADERS);
+    if (req.method === "HEAD") {
+      res.end();
+      return;
+    }
+    req.socket.setNoDelay(true);
+    req.socket.setKeepAlive(true);
+    hub.subscribe(res, topics, lastEventId);
+  });
+
+  router.post(
+    "/submit",
+    cors,
+    express.raw({ type: () => true, limit: opts.bodyLimit }),
+    async (req: Request, res: Response) => {
+      const body: unknown = req.body;
+      const token = Buffer.isBuffer(body) ? body.toString("latin1").trim() : "";
+      if (token === "") throw new SseError("token_missing", "POST /submit needs a token as the request body");
+      const events = parseSubmitPayload(openToken(opts.key, token, opts.tokenTtl, opts.maxTokenLength), opts);
+      await hub.publish(events);
+      res.status(200).end();
+    },
+  );
+
+  router.get("/ping", cors, (_req, res) => {
+    res.status(200).end();
+  });
+
+  if (opts.health) {
+    router.get("/health", cors, (_req, res) => {
+      res.status(hub.closed ? 503 : 200).json({ status: hub.closed ? "closing" : "ok", ...hub.stats });
+    });
+  }
+  if (opts.metrics) {
+    router.get("/metrics", (_req, res) => {
+      res.type("text/plain; version=0.0.4").send(prometheus(hub.stats));
+    });
+  }
+
+  // Preflight and wrong methods on our own paths; other paths fall through to
+  // the host app (the router may be mounted at "/" next to other routes).
+  for (const [path, allow] of Object.entries(ROUTE_METHODS)) {
+    if ((path === "/health" && !opts.health) || (path === "/metrics" && !opts.metrics)) continue;
+    router.options(path, cors, (_req, res) => {
+      res.setHeader("Allow", allow);
+      res.status(204).end();
+    });
+    router.all(path, cors, (req) => {
+      throw new SseError("method_not_allowed", `${req.method} is not allowed on ${path}; use ${allow.split(",")[0]}`);
+    });
+  }
+
+  router.use(errorHandler);
+
+  Object.defineProperties(router, {
+    publish: {
+      value: async (events: readonly EventInput[]): Promise<void> => hub.publish(parseEvents(events, opts)),
+    },
+    close: {
+      value: async (): Promise<void> => {
+        hub.close();
+        if (ownsBroker) await broker.close();
+      },
+    },
+    stats: { get: () => hub.stats, enumerable: true },
+  });
+  return router;
+}
+
+/**
+ * Token from, in order: `?token=` (the original's way), `Authorization:
+ * Bearer`, or the configured cookie. Tokens are secrets: never logged.
+ */
+function findToken(req: Request, cookieName: string | undefined): string {
+  const query = req.query["token"];
+  if (typeof query === "string" && query !== "") return query;
+  if (query !== undefined && typeof query !== "string") throw new SseError("token_invalid", "token must be given once");
+  const auth = req.headers.authorization;
+  if (auth !== undefined) {
+    const match = /^Bearer[ ]+(\S+)\s*$/i.exec(auth);
+    if (match) return match[1]!;
+  }
+  if (cookieName !== undefined) {
+    const value = readCookie(req.headers.cookie, cookieName);
+    if (value) return value;
+  }
+  throw new SseError("token_missing", "a subscribe token is required: ?token=, Authorization: Bearer, or cookie");
+}
+
+function readCookie(header: string | undefined, name: string): string | undefined {
+  if (header === undefined) return undefined;
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      const value = part.slice(eq + 1).trim();
+      return value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * `Last-Event-ID` header, or `lastEventId` query parameter for clients that
+ * cannot set headers. An empty id means "no resume", as in the SSE spec; an
+ * id we could never have issued is passed on and answered with `sse:reset`.
+ */
+function findLastEventId(req: Request): string | undefined {
+  const header = req.headers["last-event-id"];
+  const query = req.query["lastEventId"];
+  const raw = typeof header === "string" && header !== "" ? header : typeof query === "string" ? query : undefined;
+  if (raw === undefined || raw === "") return undefined;
+  // Anything we would never issue is "unknown" (the broker answers sse:reset).
+  return raw.length > MAX_LAST_EVENT_ID || /[\r\n\0]/.test(raw) ? "invalid" : raw;
+}
+
+function corsMiddleware(opts: ResolvedOptions) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    applyCors(opts, req, res);
+    next();
+  };
+}
+
+function applyCors(opts: ResolvedOptions, req: Request, res: Response): void {
+  const policy = opts.cors;
+  if (policy === false) return;
+  if (policy === "*") {
+    res.setHeader("Access-Control-Allow-Origin", "*");
+  } else {
+    res.setHeader("Vary", "Origin");
+    const origin = req.headers.origin;
+    if (origin === undefined || !policy.has(origin)) return;
+    res.setHeader("Access-Control-Allow-Origin", origin);
+    res.setHeader("Access-Control-Allow-Credentials", "true");
+  }
+  if (req.method === "OPTIONS") {
+    res.setHeader("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    res.setHeader("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, Cache-Control");
+    res.setHeader("Access-Control-Max-Age", "86400");
+  }
+}
+
+/** The one place that maps errors to HTTP. Never echoes tokens or bodies. */
+function errorHandler(err: unknown, req: Request, res: Response, next: NextFunction): void {
+  const sseError = toSseError(err);
+  if (res.headersSent) {
+    // The stream already started; nothing useful can be sent. Drop the connection.
+    res.destroy();
+    return;
+  }
+  if (sseError === undefined) {
+    next(err);
+    return;
+  }
+  if (sseError.code === "internal") {
+    // Log without the request line or headers: they may carry tokens.
+    console.error(`sse-server: internal error on ${req.method} ${req.path}:`, err);
+  }
+  if (sseError.code === "method_not_allowed") {
+    const allow = ROUTE_METHODS[req.path];
+    if (allow) res.setHeader("Allow", allow);
+  }
+  res.status(sseError.status).json(sseError.toJSON());
+}
+
+/** Errors from body-parser and friends carry `type`/`status`; give them our codes. */
+function toSseError(err: unknown): SseError | undefined {
+  if (isSseError(err)) return err;
+  if (err === null || typeof err !== "object") return new SseError("internal", "internal error");
+  const { type, status } = err as { type?: unknown; status?: unknown };
+  if (type === "entity.too.large") return new SseError("payload_too_large", "request body is larger than the limit");
+  if (type === "request.aborted") return new SseError("payload_invalid", "request was aborted");
+  if (typeof status === "number" && status >= 400 && status < 500) {
+    return new SseError("payload_invalid", "request body could not be read");
+  }
+  return new SseError("internal", "internal error");
+}
+
+function prometheus(stats: HubStats): string {
+  const lines = [
+    "# HELP sse_subscribers Connected subscribers.",
+    "# TYPE sse_subscribers gauge",
+    `sse_subscribers ${stats.subscribers}`,
+    "# HELP sse_topics Topics with at least one subscriber.",
+    "# TYPE sse_topics gauge",
+    `sse_topics ${stats.topics}`,
+    "# HELP sse_events_published_total Events received from the broker.",
+    "# TYPE sse_events_published_total counter",
+    `sse_events_published_total ${stats.eventsPublished}`,
+    "# HELP sse_events_delivered_total Event frames written to subscribers.",
+    "# TYPE sse_events_delivered_total counter",
+    `sse_events_delivered_total ${stats.eventsDelivered}`,
+    "# HELP sse_replays_total Resumes served from history.",
+    "# TYPE sse_replays_total counter",
+    `sse_replays_total ${stats.replays}`,
+    "# HELP sse_resets_total Resumes answered with sse:reset.",
+    "# TYPE sse_resets_total counter",
+    `sse_resets_total ${stats.resets}`,
+    "# HELP sse_disconnects_total Subscriber disconnects by reason.",
+    "# TYPE sse_disconnects_total counter",
+    ...Object.entries(stats.disconnects).map(([reason, n]) => `sse_disconnects_total{reason="${reason}"} ${n}`),
+  ];
+  return lines.join("\n") + "\n";
+}
