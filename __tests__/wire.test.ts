@@ -1,0 +1,241 @@
+/**
+ * Exact bytes and headers on the wire, against a real listening server.
+ */
+import request from "supertest";
+import { subscribeToken } from "../src/tokens";
+import { RawStream, SECRET, parseEvents, startServer, type TestServer } from "./helpers/sse";
+
+let srv: TestServer;
+beforeAll(async () => {
+  srv = await startServer({ retry: 0 }, "/sse-server");
+});
+afterAll(async () => {
+  await srv.close();
+});
+
+function connect(topics: string[], headers: Record<string, string> = {}): RawStream {
+  return new RawStream(`${srv.base}/events?token=${subscribeToken(SECRET, topics)}`, headers);
+}
+
+/** Replace ids (`id:<epoch>-<n>`) by `id:#n` so frames compare byte for byte. */
+function normalize(text: string): string {
+  return text.replace(/^id:[0-9a-z]+-([0-9]+)$/gm, "id:#$1");
+}
+
+test("stream headers: event-stream, no-cache + no-transform, Expires 0, X-Accel-Buffering, CORS, no Connection", async () => {
+  const s = connect(["h"]);
+  await s.opened;
+  expect(s.status).toBe(200);
+  expect(s.headers["content-type"]).toBe("text/event-stream");
+  expect(s.headers["cache-control"]).toBe("no-cache, no-transform");
+  expect(s.headers["expires"]).toBe("0");
+  expect(s.headers["x-accel-buffering"]).toBe("no");
+  expect(s.headers["access-control-allow-origin"]).toBe("*");
+  expect(s.headers["connection"]).toBeUndefined();
+  expect(s.headers["transfer-encoding"]).toBe("chunked");
+  s.close();
+});
+
+test("first bytes are the heartbeat comment, sent at once", async () => {
+  const s = connect(["first"]);
+  const text = await s.until((t) => t.length >= 3, 1000);
+  expect(text).toBe(":\n\n");
+  s.close();
+});
+
+test("byte-exact frames: single line, CRLF/CR/LF multi-line, empty data, CR/LF in names", async () => {
+  const s = connect(["bytes"]);
+  await s.until((t) => t === ":\n\n");
+  await srv.router.publish([
+    { topic: "bytes", event: "one", data: "hello world" },
+    { topic: "bytes", event: "multi", data: "a\r\nb\rc\nd" },
+    { topic: "bytes", event: "empty", data: "" },
+    { topic: "bytes", event: "bad\r\nname\rx\ny", data: "x" },
+    { topic: "bytes", event: "trailing", data: "line\n" },
+    { topic: "bytes", event: "unicode", data: "héllo ✓ 🎉" },
+  ]);
+  const text = await s.until((t) => t.includes("event:unicode"));
+  const events = text.slice(3);
+  expect(normalize(events).replace(/id:#[0-9]+/g, "id:#")).toBe(
+    "event:one\ndata:hello world\nid:#\n\n" +
+      "event:multi\ndata:a\ndata:b\ndata:c\ndata:d\nid:#\n\n" +
+      "event:empty\ndata:\nid:#\n\n" +
+      "event:bad  name x y\ndata:x\nid:#\n\n" +
+      "event:trailing\ndata:line\ndata:\nid:#\n\n" +
+      "event:unicode\ndata:héllo ✓ 🎉\nid:#\n\n",
+  );
+  s.close();
+});
+
+test("ids increase within the hub", async () => {
+  const s = connect(["ids"]);
+  await s.until((t) => t === ":\n\n");
+  await srv.router.publish([1, 2, 3].map((n) => ({ topic: "ids", event: "n", data: String(n) })));
+  const text = await s.until((t) => (t.match(/id:/g) ?? []).length === 3);
+  const seqs = [...text.matchAll(/^id:[0-9a-z]+-([0-9]+)$/gm)].map((m) => Number(m[1]));
+  expect(seqs).toHaveLength(3);
+  expect(seqs[1]).toBe(seqs[0]! + 1);
+  expect(seqs[2]).toBe(seqs[1]! + 1);
+  s.close();
+});
+
+test("order is kept across many events and several publish calls", async () => {
+  const s = connect(["order"]);
+  await s.until((t) => t === ":\n\n");
+  const n = 2000;
+  const publishes: Promise<void>[] = [];
+  for (let i = 0; i < n; i += 100) {
+    publishes.push(
+      srv.router.publish(Array.from({ length: 100 }, (_, j) => ({ topic: "order", event: "e", data: String(i + j) }))),
+    );
+  }
+  await Promise.all(publishes);
+  await s.until((t) => parseEvents(t).length === n);
+  expect(parseEvents(s.text).map((e) => Number(e.data))).toEqual(Array.from({ length: n }, (_, i) => i));
+  s.close();
+});
+
+test("several topics on one connection, only those topics, in submission order", async () => {
+  const s = connect(["t1", "t2"]);
+  await s.until((t) => t === ":\n\n");
+  await srv.router.publish([
+    { topic: "t1", event: "a", data: "1" },
+    { topic: "other", event: "x", data: "no" },
+    { topic: "t2", event: "b", data: "2" },
+    { topic: "t1", event: "c", data: "3" },
+  ]);
+  await s.until((t) => t.includes("event:c"));
+  expect(parseEvents(s.text).map((e) => `${e.event}=${e.data}`)).toEqual(["a=1", "b=2", "c=3"]);
+  s.close();
+});
+
+test("duplicate topics in one token are merged: each event arrives once", async () => {
+  const s = connect(["dup", "dup", "dup"]);
+  await s.until((t) => t === ":\n\n");
+  expect(srv.router.stats.topics).toBeGreaterThanOrEqual(1);
+  await srv.router.publish([
+    { topic: "dup", event: "once", data: "1" },
+    { topic: "dup", event: "end", data: "2" },
+  ]);
+  await s.until((t) => t.includes("event:end"));
+  expect(parseEvents(s.text).map((e) => e.event)).toEqual(["once", "end"]);
+  s.close();
+});
+
+test("a subscriber with no matching events receives only the heartbeat", async () => {
+  const s = connect(["quiet"]);
+  await s.until((t) => t === ":\n\n");
+  await srv.router.publish([{ topic: "loud", event: "x", data: "y" }]);
+  await new Promise((r) => setTimeout(r, 100));
+  expect(s.text).toBe(":\n\n");
+  s.close();
+});
+
+test("GET /ping: 200, empty body, CORS", async () => {
+  const res = await request(srv.server).get("/sse-server/ping");
+  expect(res.status).toBe(200);
+  expect(res.text).toBe("");
+  expect(res.headers["access-control-allow-origin"]).toBe("*");
+});
+
+test("CORS header on every route, including errors", async () => {
+  const responses = await Promise.all([
+    request(srv.server).get("/sse-server/events"),
+    request(srv.server).get("/sse-server/events?token=garbage"),
+    request(srv.server).post("/sse-server/submit").send("garbage"),
+    request(srv.server).post("/sse-server/submit"),
+    request(srv.server).delete("/sse-server/events"),
+    request(srv.server).get("/sse-server/submit"),
+    request(srv.server).options("/sse-server/events"),
+  ]);
+  expect(responses.map((r) => r.status)).toEqual([401, 401, 401, 401, 405, 405, 204]);
+  for (const res of responses) expect(res.headers["access-control-allow-origin"]).toBe("*");
+});
+
+test("errors are JSON with a stable code", async () => {
+  const missing = await request(srv.server).get("/sse-server/events");
+  expect(missing.headers["content-type"]).toMatch(/^application\/json/);
+  expect(missing.body).toEqual({ error: "token_missing", message: expect.any(String) });
+  const bad = await request(srv.server).get("/sse-server/events?token=garbage");
+  expect(bad.body.error).toBe("token_invalid");
+  const method = await request(srv.server).put("/sse-server/ping");
+  expect(method.status).toBe(405);
+  expect(method.body.error).toBe("method_not_allowed");
+  expect(method.headers["allow"]).toBe("GET, HEAD, OPTIONS");
+});
+
+test("preflight: allowed methods and headers", async () => {
+  const res = await request(srv.server)
+    .options("/sse-server/events")
+    .set("Origin", "https://app.example")
+    .set("Access-Control-Request-Method", "GET")
+    .set("Access-Control-Request-Headers", "authorization, last-event-id");
+  expect(res.status).toBe(204);
+  expect(res.headers["access-control-allow-methods"]).toContain("GET");
+  expect(res.headers["access-control-allow-headers"]).toMatch(/Authorization/);
+  expect(res.headers["access-control-allow-headers"]).toMatch(/Last-Event-ID/);
+});
+
+test("paths the router does not own fall through to the host app", async () => {
+  const res = await request(srv.server).get("/sse-server/nope");
+  expect(res.status).toBe(404);
+  expect(res.headers["access-control-allow-origin"]).toBeUndefined();
+});
+
+test("retry line with jitter on connect when enabled", async () => {
+  const other = await startServer({ retry: 1000, retryJitter: 500 });
+  try {
+    const values = new Set<number>();
+    for (let i = 0; i < 6; i++) {
+      const s = new RawStream(`${other.base}/events?token=${subscribeToken(SECRET, ["r"])}`);
+      const text = await s.until((t) => /retry:\d+\n\n/.test(t));
+      expect(text).toMatch(/^:\n\nretry:\d+\n\n$/);
+      const ms = Number(/retry:(\d+)/.exec(text)![1]);
+      expect(ms).toBeGreaterThanOrEqual(1000);
+      expect(ms).toBeLessThan(1500);
+      values.add(ms);
+      s.close();
+    }
+    expect(values.size).toBeGreaterThan(1);
+  } finally {
+    await other.close();
+  }
+});
+
+test("periodic heartbeats at the configured interval", async () => {
+  const fast = await startServer({ heartbeatInterval: 50, retry: 0 });
+  try {
+    const s = new RawStream(`${fast.base}/events?token=${subscribeToken(SECRET, ["hb"])}`);
+    const text = await s.until((t) => t.length >= 9, 2000);
+    expect(text.startsWith(":\n\n:\n\n:\n\n")).toBe(true);
+    s.close();
+  } finally {
+    await fast.close();
+  }
+});
+
+test("two routers in one app are independent", async () => {
+  const a = await startServer({ retry: 0 }, "/a");
+  const express = (await import("express")).default;
+  const { createSseRouter } = await import("../src/router");
+  const b = createSseRouter({ secret: SECRET, retry: 0 });
+  a.app.use("/b", b);
+  try {
+    const sa = new RawStream(`${a.base}/events?token=${subscribeToken(SECRET, ["same"])}`);
+    const sb = new RawStream(`http://127.0.0.1:${a.port}/b/events?token=${subscribeToken(SECRET, ["same"])}`);
+    await sa.until((t) => t === ":\n\n");
+    await sb.until((t) => t === ":\n\n");
+    await b.publish([{ topic: "same", event: "only-b", data: "" }]);
+    await sb.until((t) => t.includes("only-b"));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(sa.text).toBe(":\n\n");
+    expect(a.router.stats.subscribers).toBe(1);
+    expect(b.stats.subscribers).toBe(1);
+    sa.close();
+    sb.close();
+    void express;
+  } finally {
+    await b.close();
+    await a.close();
+  }
+});
