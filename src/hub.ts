@@ -246,8 +246,10 @@ export class Hub {
       sub.pendingEvents = 0;
       if (sub.closed || pending === null) continue;
       const sink = sub.sink;
-      // Never skip an event: a subscriber that cannot take it is disconnected.
-      if (sink.writableLength + bytes > max) {
+      // Never skip an event: a subscriber still holding more than its bound
+      // from earlier turns is disconnected. (This turn's batch is not counted,
+      // so one large batch cannot cut off a client that keeps up.)
+      if (sink.writableLength > max) {
         this.remove(sub, "slow");
         continue;
       }
