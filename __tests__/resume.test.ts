@@ -1,0 +1,249 @@
+/**
+ * Lossless resume: Last-Event-ID (header or lastEventId query parameter)
+ * replays exactly the missed events of the subscriber's topics, then live
+ * ones, with no gap and no duplicate; sse:reset when history cannot serve it.
+ */
+import { subscribeToken } from "../src/tokens";
+import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";
+
+let srv: TestServer;
+beforeAll(async () => {
+  srv = await startServer({ retry: 0 });
+});
+afterAll(async () => {
+  await srv.close();
+});
+
+function url(server: TestServer, topics: string[], query = ""): string {
+  return `${server.base}/events?token=${subscribeToken(SECRET, topics)}${query}`;
+}
+
+const ev = (topic: string, data: string) => ({ topic, event: "n", data });
+
+test.each([
+  ["Last-Event-ID header", (id: string) => ({ headers: { "Last-Event-ID": id }, query: "" })],
+  ["lastEventId query parameter", (id: string) => ({ headers: {}, query: `&lastEventId=${encodeURIComponent(id)}` })],
+])("resume with %s: exactly the missed events of my topics, then live", async (_name, how) => {
+  const topic = `r-${Math.random()}`;
+  const first = new RawStream(url(srv, [topic, `${topic}-b`]));
+  await first.until((t) => t === ":\n\n");
+  await srv.router.publish([1, 2, 3].map((n) => ev(topic, String(n))));
+  await first.until((t) => parseEvents(t).length === 3);
+  const lastId = parseEvents(first.text)[2]!.id!;
+  first.close();
+
+  await srv.router.publish([
+    ev(topic, "4"),
+    ev("someone-else", "x"),
+    ev(`${topic}-b`, "5"),
+    ev(topic, "6"),
+  ]);
+  const { headers, query } = how(lastId);
+  const again = new RawStream(url(srv, [topic, `${topic}-b`], query), headers);
+  await again.until((t) => parseEvents(t).length === 3);
+  await srv.router.publish([ev(topic, "7")]);
+  await again.until((t) => parseEvents(t).length === 4);
+  const got = parseEvents(again.text);
+  expect(got.map((e) => e.data)).toEqual(["4", "5", "6", "7"]);
+  // Ids keep increasing across the replay/live boundary.
+  const seqs = got.map((e) => Number(e.id!.split("-")[1]));
+  expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
+  expect(new Set(seqs).size).toBe(seqs.length);
+  again.close();
+});
+
+test("resume at the newest id replays nothing and continues live", async () => {
+  const topic = `head-${Math.random()}`;
+  const s = new RawStream(url(srv, [topic]));
+  await s.until((t) => t === ":\n\n");
+  await srv.router.publish([ev(topic, "1")]);
+  await s.until((t) => parseEvents(t).length === 1);
+  const id = parseEvents(s.text)[0]!.id!;
+  s.close();
+  const again = new RawStream(url(srv, [topic]), { "Last-Event-ID": id });
+  await again.until((t) => t === ":\n\n");
+  await srv.router.publish([ev(topic, "2")]);
+  await again.until((t) => parseEvents(t).length === 1);
+  expect(parseEvents(again.text).map((e) => e.data)).toEqual(["2"]);
+  again.close();
+});
+
+test.each([
+  ["an id from another process (unknown epoch)", "zzzz1234-5"],
+  ["garbage", "not-an-id"],
+  ["an id in the future", "FUTURE"],
+])("unknown id (%s) gives one sse:reset, then live events", async (_name, raw) => {
+  const topic = `u-${Math.random()}`;
+  const before = srv.router.stats.resets;
+  let id = raw;
+  if (raw === "FUTURE") {
+    await srv.router.publish([ev("x", "x")]);
+    const probe = new RawStream(url(srv, ["x"]));
+    await probe.until((t) => t === ":\n\n");
+    await srv.router.publish([ev("x", "y")]);
+    await probe.until((t) => parseEvents(t).length === 1);
+    const [epoch, seq] = parseEvents(probe.text)[0]!.id!.split("-");
+    id = `${epoch}-${Number(seq) + 1000}`;
+    probe.close();
+  }
+  const s = new RawStream(url(srv, [topic]), { "Last-Event-ID": id });
+  await s.until((t) => t.includes("sse:reset"));
+  await srv.router.publish([ev(topic, "live")]);
+  await s.until((t) => parseEvents(t).length === 2);
+  const got = parseEvents(s.text);
+  expect(got[0]!.event).toBe("sse:reset");
+  expect(JSON.parse(got[0]!.data)).toEqual({ reason: "unknown_id" });
+  expect(got[1]!.data).toBe("live");
+  expect(srv.router.stats.resets).toBe(before + 1);
+  s.close();
+});
+
+test("history overflow (by bytes) gives sse:reset with reason history_truncated", async () => {
+  const small = await startServer({ retry: 0, historyBytes: 2000 });
+  try {
+    const s = new RawStream(url(small, ["t"]));
+    await s.until((t) => t === ":\n\n");
+    await small.router.publish([ev("t", "first")]);
+    await s.until((t) => parseEvents(t).length === 1);
+    const id = parseEvents(s.text)[0]!.id!;
+    s.close();
+    await small.router.publish(Array.from({ length: 100 }, (_, i) => ev("t", `filler ${i} ${"x".repeat(50)}`)));
+    const again = new RawStream(url(small, ["t"]), { "Last-Event-ID": id });
+    await again.until((t) => t.includes("sse:reset"));
+    const reset = parseEvents(again.text)[0]!;
+    expect(JSON.parse(reset.data)).toEqual({ reason: "history_truncated" });
+    // The reset carries the newest id, so the next reconnect resumes from there.
+    expect(reset.id).toMatch(/-101$/);
+    again.close();
+  } finally {
+    await small.close();
+  }
+});
+
+test("history by age: events older than historyAge are gone -> sse:reset", async () => {
+  const short = await startServer({ retry: 0, historyAge: 100 });
+  try {
+    const s = new RawStream(url(short, ["t"]));
+    await s.until((t) => t === ":\n\n");
+    await short.router.publish([ev("t", "a")]);
+    await s.until((t) => parseEvents(t).length === 1);
+    const id = parseEvents(s.text)[0]!.id!;
+    s.close();
+    await short.router.publish([ev("t", "b")]);
+    await new Promise((r) => setTimeout(r, 250));
+    const again = new RawStream(url(short, ["t"]), { "Last-Event-ID": id });
+    await again.until((t) => t.includes("sse:reset"));
+    expect(JSON.parse(parseEvents(again.text)[0]!.data).reason).toBe("history_truncated");
+    again.close();
+  } finally {
+    await short.close();
+  }
+});
+
+test("historyBytes 0 disables history: any resume is a reset", async () => {
+  const none = await startServer({ retry: 0, historyBytes: 0 });
+  try {
+    const s = new RawStream(url(none, ["t"]));
+    await s.until((t) => t === ":\n\n");
+    await none.router.publish([ev("t", "a"), ev("t", "b")]);
+    await s.until((t) => parseEvents(t).length === 2);
+    const id = parseEvents(s.text)[0]!.id!;
+    s.close();
+    const again = new RawStream(url(none, ["t"]), { "Last-Event-ID": id });
+    await again.until((t) => t.includes("sse:reset"));
+    again.close();
+  } finally {
+    await none.close();
+  }
+});
+
+test("switch-over under concurrent publishing: no gap, no duplicate (many iterations)", async () => {
+  const topic = "race";
+  let n = 0;
+  let running = true;
+  // Publisher: a steady stream of numbered events, many per event-loop turn.
+  const publisher = (async () => {
+    while (running) {
+      const batch = Array.from({ length: 5 }, () => ev(topic, String(n++)));
+      await srv.router.publish(batch);
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+  try {
+    const watcher = new RawStream(url(srv, [topic]));
+    await watcher.until((t) => parseEvents(t).length > 10);
+    for (let i = 0; i < 40; i++) {
+      const seen = parseEvents(watcher.text);
+      const from = seen[seen.length - 1]!;
+      const start = Number(from.data) + 1;
+      const s = new RawStream(url(srv, [topic]), { "Last-Event-ID": from.id! });
+      await s.until((t) => parseEvents(t).length >= 30, 5000);
+      s.close();
+      const nums = parseEvents(s.text).map((e) => Number(e.data));
+      expect(nums.slice(0, 30)).toEqual(Array.from({ length: 30 }, (_, j) => start + j));
+    }
+    watcher.close();
+  } finally {
+    running = false;
+    await publisher;
+  }
+  expect(srv.router.stats.disconnects.slow).toBe(0);
+}, 60_000);
+
+test("a client disconnected for being slow resumes losslessly", async () => {
+  const tight = await startServer({ retry: 0, maxBufferBytes: 16 * 1024 });
+  try {
+    const s = new RawStream(url(tight, ["big"]));
+    await s.until((t) => t === ":\n\n");
+    let published = 0;
+    await tight.router.publish([0, 1, 2].map(() => ev("big", `${published++} small`)));
+    await s.until((t) => parseEvents(t).length === 3);
+    s.pause();
+    const payload = "y".repeat(16 * 1024);
+    while (tight.router.stats.disconnects.slow === 0 && published < 3000) {
+      await tight.router.publish(Array.from({ length: 10 }, () => ev("big", `${published++} ${payload}`)));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(tight.router.stats.disconnects.slow).toBe(1);
+    await tight.router.publish([ev("big", `${published++} last`)]);
+    // Resume from the last complete event the stalled client actually saw.
+    const got = parseEvents(s.text);
+    s.close();
+    const again = new RawStream(url(tight, ["big"]), { "Last-Event-ID": got[got.length - 1]!.id! });
+    await again.until((t) => parseEvents(t).length === published - got.length, 15_000);
+    const all = [...got, ...parseEvents(again.text)].map((e) => Number(e.data.split(" ")[0]));
+    expect(all).toEqual(Array.from({ length: published }, (_, i) => i));
+    again.close();
+  } finally {
+    await tight.close();
+  }
+}, 60_000);
+
+test("close(): streams end cleanly, a new hub answers old ids with sse:reset", async () => {
+  const first = await startServer({ retry: 0 });
+  const s = new RawStream(url(first, ["t"]));
+  await s.until((t) => t === ":\n\n");
+  await first.router.publish([ev("t", "before")]);
+  await s.until((t) => parseEvents(t).length === 1);
+  const id = parseEvents(s.text)[0]!.id!;
+  await first.router.close();
+  await s.closed();
+  expect(first.router.stats.disconnects.shutdown).toBe(1);
+  await expect(first.router.publish([ev("t", "after")])).rejects.toMatchObject({ code: "closed" });
+  await first.close();
+
+  const second = await startServer({ retry: 0 });
+  try {
+    const again = new RawStream(url(second, ["t"]), { "Last-Event-ID": id });
+    await again.until((t) => t.includes("sse:reset"));
+    expect(JSON.parse(parseEvents(again.text)[0]!.data)).toEqual({ reason: "unknown_id" });
+    again.close();
+  } finally {
+    await second.close();
+  }
+});
+
+test("stats count replays and resets", async () => {
+  await eventually(() => srv.router.stats.replays >= 2, 1000, "replays");
+  expect(srv.router.stats.resets).toBeGreaterThanOrEqual(3);
+});
