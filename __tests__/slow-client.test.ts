@@ -7,7 +7,7 @@ import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServe
 
 let srv: TestServer;
 beforeAll(async () => {
-  srv = await startServer({ retry: 0, maxBufferBytes: 64 * 1024 });
+  srv = await startServer({ retry: 0, maxBufferBytes: 256 * 1024 });
 });
 afterAll(async () => {
   await srv.close();
