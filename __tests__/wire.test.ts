@@ -2,6 +2,8 @@
  * Exact bytes and headers on the wire, against a real listening server.
  */
 import request from "supertest";
+import net from "node:net";
+import { createSseRouter } from "../src/router";
 import { subscribeToken } from "../src/tokens";
 import { RawStream, SECRET, parseEvents, startServer, type TestServer } from "./helpers/sse";
 
@@ -216,8 +218,6 @@ test("periodic heartbeats at the configured interval", async () => {
 
 test("two routers in one app are independent", async () => {
   const a = await startServer({ retry: 0 }, "/a");
-  const express = (await import("express")).default;
-  const { createSseRouter } = await import("../src/router");
   const b = createSseRouter({ secret: SECRET, retry: 0 });
   a.app.use("/b", b);
   try {
@@ -233,9 +233,55 @@ test("two routers in one app are independent", async () => {
     expect(b.stats.subscribers).toBe(1);
     sa.close();
     sb.close();
-    void express;
   } finally {
     await b.close();
     await a.close();
   }
+});
+
+test("HTTP/1.0 clients get unchunked frames and the stream ends with the connection", async () => {
+  const socket = net.connect(srv.port, "127.0.0.1");
+  let text = "";
+  socket.setEncoding("latin1");
+  socket.on("data", (d: string) => (text += d));
+  socket.write(`GET /sse-server/events?token=${subscribeToken(SECRET, ["h10"])} HTTP/1.0\r\nHost: x\r\n\r\n`);
+  const deadline = Date.now() + 5000;
+  while (!text.includes("\r\n\r\n:\n\n") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  await srv.router.publish([{ topic: "h10", event: "e", data: "d" }]);
+  while (!text.includes("data:d") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  socket.destroy();
+  expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+  expect(text).not.toMatch(/transfer-encoding/i);
+  expect(normalize(text.slice(text.indexOf("\r\n\r\n") + 4))).toBe(":\n\nevent:e\ndata:d\nid:#" + /id:[0-9a-z]+-([0-9]+)/.exec(text)![1] + "\n\n");
+});
+
+test("chunked transfer coding on the wire is valid for batches and single events", async () => {
+  const socket = net.connect(srv.port, "127.0.0.1");
+  let raw = "";
+  socket.setEncoding("latin1");
+  socket.on("data", (d: string) => (raw += d));
+  socket.write(`GET /sse-server/events?token=${subscribeToken(SECRET, ["chunk"])} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  const deadline = Date.now() + 5000;
+  while (!raw.includes("\r\n\r\n") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  await srv.router.publish([{ topic: "chunk", event: "one", data: "1" }]);
+  await srv.router.publish([
+    { topic: "chunk", event: "two", data: "2" },
+    { topic: "chunk", event: "three", data: "é" },
+  ]);
+  while (!raw.includes("event:three") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 20));
+  socket.destroy();
+  // Decode the chunked body by hand: every chunk size must match its bytes.
+  const body = Buffer.from(raw.slice(raw.indexOf("\r\n\r\n") + 4), "latin1");
+  let offset = 0;
+  let decoded = "";
+  while (offset < body.length) {
+    const lineEnd = body.indexOf("\r\n", offset);
+    const size = parseInt(body.subarray(offset, lineEnd).toString("latin1"), 16);
+    expect(Number.isNaN(size)).toBe(false);
+    decoded += body.subarray(lineEnd + 2, lineEnd + 2 + size).toString("utf8");
+    expect(body.subarray(lineEnd + 2 + size, lineEnd + 4 + size).toString("latin1")).toBe("\r\n");
+    offset = lineEnd + 4 + size;
+  }
+  expect(parseEvents(decoded).map((e) => `${e.event}=${e.data}`)).toEqual(["one=1", "two=2", "three=é"]);
 });

@@ -11,7 +11,7 @@
  */
 import type { Broker, FramedEvent, ReplayResult, ResetReason } from "./broker";
 import { SseError } from "./errors";
-import { HEARTBEAT, frameEvent, frameRetry } from "./frame";
+import { HEARTBEAT, frameEvent, frameRetry, httpChunk } from "./frame";
 import type { EventInput } from "./tokens";
 
 /** What the hub needs of an HTTP response (a `http.ServerResponse` fits). */
@@ -22,6 +22,17 @@ export interface Sink {
   readonly writableLength: number;
   readonly destroyed: boolean;
   once(event: "close", listener: () => void): unknown;
+}
+
+/**
+ * The response's socket, when the router knows nothing else writes to the
+ * response (no compression or other middleware wrapping `res.write`). The hub
+ * then writes pre-framed bytes to it directly, `chunked` telling whether the
+ * response uses HTTP/1.1 chunked transfer coding.
+ */
+export interface DirectSocket {
+  readonly socket: { write(chunk: Buffer): boolean; readonly writableLength: number };
+  readonly chunked: boolean;
 }
 
 export type DisconnectReason = "client" | "slow" | "shutdown";
@@ -67,6 +78,7 @@ class Subscriber {
     readonly hub: Hub,
     readonly sink: Sink,
     readonly topics: readonly string[],
+    readonly direct: DirectSocket | undefined,
   ) {}
 }
 
@@ -131,9 +143,9 @@ export class Hub {
    * first heartbeat (and `retry:`) at once, then live events. With
    * `lastEventId`, first replays what the subscriber missed, or `sse:reset`.
    */
-  subscribe(sink: Sink, topics: readonly string[], lastEventId?: string): void {
+  subscribe(sink: Sink, topics: readonly string[], lastEventId?: string, direct?: DirectSocket): void {
     if (this.closing) throw new SseError("closed", "the SSE hub is closed");
-    const sub = new Subscriber(this, sink, topics);
+    const sub = new Subscriber(this, sink, topics, direct);
     (sink as SinkWithSubscriber)[kSubscriber] = sub;
     sink.once("close", onSinkClose);
     this.all.add(sub);
@@ -237,6 +249,13 @@ export class Hub {
     const dirty = this.dirty;
     this.dirty = [];
     const max = this.options.maxBufferBytes;
+    // Subscribers of the same topics have the same pending frames: build the
+    // bytes once and hand the same Buffer to each. Dirty subscribers of one
+    // topic are adjacent, so remembering the last list catches nearly all.
+    const singles = new Map<Buffer, Buffer>();
+    let lastList: Buffer[] | null = null;
+    let lastChunked = false;
+    let lastBytes: Buffer | null = null;
     for (const sub of dirty) {
       const pending = sub.pending;
       const bytes = sub.pendingBytes;
@@ -245,15 +264,33 @@ export class Hub {
       sub.pendingBytes = 0;
       sub.pendingEvents = 0;
       if (sub.closed || pending === null) continue;
-      const sink = sub.sink;
+      const direct = sub.direct;
+      const out = direct === undefined ? sub.sink : direct.socket;
       // Never skip an event: a subscriber still holding more than its bound
       // from earlier turns is disconnected. (This turn's batch is not counted,
       // so one large batch cannot cut off a client that keeps up.)
-      if (sink.writableLength > max) {
+      if (out.writableLength > max) {
         this.remove(sub, "slow");
         continue;
       }
-      sink.write(Array.isArray(pending) ? Buffer.concat(pending, bytes) : pending);
+      const chunked = direct !== undefined && direct.chunked;
+      let data: Buffer;
+      if (!Array.isArray(pending)) {
+        if (!chunked) data = pending;
+        else {
+          let wrapped = singles.get(pending);
+          if (wrapped === undefined) singles.set(pending, (wrapped = httpChunk([pending], bytes)));
+          data = wrapped;
+        }
+      } else if (lastBytes !== null && lastChunked === chunked && sameList(lastList!, pending)) {
+        data = lastBytes;
+      } else {
+        data = chunked ? httpChunk(pending, bytes) : Buffer.concat(pending, bytes);
+        lastList = pending;
+        lastChunked = chunked;
+        lastBytes = data;
+      }
+      out.write(data);
       this.counters.eventsDelivered += events;
     }
   };
@@ -277,6 +314,12 @@ export class Hub {
     if (reason === "slow") sub.sink.destroy();
     else if (reason === "shutdown") sub.sink.end();
   }
+}
+
+function sameList(a: readonly Buffer[], b: readonly Buffer[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Shared `close` listener for every sink: no closure per subscriber. */

@@ -3,10 +3,11 @@
  * place that turns errors into HTTP responses. The only module that imports
  * Express.
  */
+import { ServerResponse } from "node:http";
 import express, { type NextFunction, type Request, type Response, type Router } from "express";
 import { MemoryBroker } from "./broker";
 import { SseError, isSseError } from "./errors";
-import { Hub, type HubStats } from "./hub";
+import { Hub, type DirectSocket, type HubStats } from "./hub";
 import { resolveOptions, type ResolvedOptions, type SseRouterOptions } from "./options";
 import { openToken, parseEvents, parseSubmitPayload, parseSubscribePayload, type EventInput } from "./tokens";
 
@@ -76,7 +77,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     }
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true);
-    hub.subscribe(res, topics, lastEventId);
+    hub.subscribe(res, topics, lastEventId, directSocket(res));
   });
 
   router.post(
@@ -136,6 +137,18 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     stats: { get: () => hub.stats, enumerable: true },
   });
   return router;
+}
+
+/**
+ * The socket under a plain HTTP/1.x response, for the hub's fast path. Only
+ * when nothing wraps `res.write` (compression or similar middleware must see
+ * every byte, so then the hub writes through `res` as usual).
+ */
+function directSocket(res: Response): DirectSocket | undefined {
+  const socket = res.socket;
+  const plain = res.write === ServerResponse.prototype.write && res.end === ServerResponse.prototype.end;
+  if (socket === null || !plain || socket.destroyed) return undefined;
+  return { socket, chunked: (res as unknown as { chunkedEncoding: boolean }).chunkedEncoding === true };
 }
 
 /**
