@@ -1,7 +1,26 @@
-import { defineConfig } from "tsup";
+import { defineConfig, type Options } from "tsup";
+
+type EsbuildPlugin = NonNullable<Options["esbuildPlugins"]>[number];
+
+/**
+ * `sse-server/redis` must throw the same `SseError` class the router checks
+ * with `instanceof` (else a Redis outage would be a 500, not a 503), so its
+ * bundle imports errors from the main entry instead of carrying a copy.
+ */
+const sharedErrors: EsbuildPlugin = {
+  name: "sse-server-shared-errors",
+  setup(build) {
+    const main = build.initialOptions.format === "esm" ? "./index.mjs" : "./index.js";
+    build.onResolve({ filter: /^\.\/errors$/ }, (args) =>
+      /[\\/]src[\\/]redis[^\\/]*\.ts$/.test(args.importer) ? { path: main, external: true } : undefined,
+    );
+  },
+};
 
 // The library: CJS for `require` users (most Express apps) and ESM for
-// `import`, each with its own bundled .d.ts. The CLI is a CJS executable only.
+// `import`, each with its own bundled .d.ts. `sse-server/redis` is a separate
+// entry so that apps without Redis never load ioredis (an optional peer
+// dependency, kept external). The CLI is a CJS executable only.
 export default defineConfig([
   {
     entry: { index: "src/index.ts" },
@@ -12,6 +31,16 @@ export default defineConfig([
     sourcemap: true,
     clean: true,
     splitting: false,
+  },
+  {
+    entry: { redis: "src/redis.ts" },
+    format: ["cjs", "esm"],
+    dts: true,
+    target: "node20",
+    platform: "node",
+    sourcemap: true,
+    splitting: false,
+    esbuildPlugins: [sharedErrors],
   },
   {
     entry: { cli: "src/cli.ts" },

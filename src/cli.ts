@@ -10,14 +10,23 @@
  *   BASE_PATH    --base-path  default "/" (e.g. "/sse-server/" for the fork)
  *   SSE_HEALTH=1 --health     serve GET /health
  *   SSE_METRICS=1 --metrics   serve GET /metrics
+ *   REDIS_URL    --redis-url  share events and history through Redis
+ *                             (redis://[user:pass@]host:port[/db]); needs ioredis
+ *   WORKERS      --workers    processes on one port (node:cluster), an integer
+ *                             or "auto" (one per CPU); more than 1 needs REDIS_URL
  *
- * Logs one startup line and never logs tokens. SIGTERM/SIGINT close every
- * stream cleanly and exit 0.
+ * Logs one startup line and never logs tokens or Redis passwords.
+ * SIGTERM/SIGINT close every stream cleanly and exit 0; with workers, the
+ * primary forwards the signal, waits for every worker, then exits 0.
  */
+import cluster, { type Worker } from "node:cluster";
 import http from "node:http";
+import os from "node:os";
 import { parseArgs } from "node:util";
 import express from "express";
 import { SseError } from "./errors";
+import type { Broker } from "./broker";
+import type * as RedisModule from "./redis";
 import { createSseRouter, type SseRouter } from "./router";
 
 export interface ServerConfig {
@@ -27,6 +36,10 @@ export interface ServerConfig {
   basePath: string;
   health: boolean;
   metrics: boolean;
+  /** Redis URL: events and history go through a Redis Stream shared by every instance. */
+  redisUrl?: string | undefined;
+  /** Processes serving the port (node:cluster). Defaults to 1 (no cluster). */
+  workers?: number | undefined;
 }
 
 function fail(message: string): never {
@@ -43,6 +56,8 @@ export function readConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ser
       "base-path": { type: "string" },
       health: { type: "boolean" },
       metrics: { type: "boolean" },
+      "redis-url": { type: "string" },
+      workers: { type: "string" },
     },
     strict: true,
   });
@@ -60,6 +75,29 @@ export function readConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ser
   if (!basePath.startsWith("/")) basePath = "/" + basePath;
   basePath = basePath.replace(/\/+$/, "") || "/";
   const flag = (v: string | undefined) => v === "1" || v === "true";
+  const redisUrl = values["redis-url"] ?? (env["REDIS_URL"] || undefined);
+  if (redisUrl !== undefined) {
+    let protocol = "";
+    try {
+      protocol = new URL(redisUrl).protocol;
+    } catch {
+      // reported below
+    }
+    if (protocol !== "redis:" && protocol !== "rediss:") {
+      fail("REDIS_URL must look like redis://host:6379 (or rediss:// for TLS)");
+    }
+  }
+  const workersText = values.workers ?? (env["WORKERS"] || "1");
+  const workers = workersText === "auto" ? os.availableParallelism() : Number(workersText);
+  if (workersText !== "auto" && (!/^[0-9]{1,4}$/.test(workersText) || workers < 1 || workers > 1024)) {
+    fail(`WORKERS must be a number from 1 to 1024, or "auto"; got "${workersText}"`);
+  }
+  if (workers > 1 && redisUrl === undefined) {
+    fail(
+      `WORKERS=${workersText} needs REDIS_URL: every worker is a separate process with its own subscribers, ` +
+        "so without a shared Redis an event submitted to one worker would never reach the others",
+    );
+  }
   return {
     secret,
     port,
@@ -67,7 +105,19 @@ export function readConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ser
     basePath,
     health: values.health ?? flag(env["SSE_HEALTH"]),
     metrics: values.metrics ?? flag(env["SSE_METRICS"]),
+    redisUrl,
+    ...(workers > 1 ? { workers } : {}),
   };
+}
+
+/** `redis://user:secret@host:6379/0` → `redis://host:6379/0`: never log credentials. */
+export function redactRedisUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname === "/" ? "" : u.pathname}`;
+  } catch {
+    return "redis";
+  }
 }
 
 export interface RunningServer {
@@ -79,7 +129,13 @@ export interface RunningServer {
 
 /** Starts the standalone server; resolves once it listens. */
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
-  const router = createSseRouter({ secret: config.secret, health: config.health, metrics: config.metrics });
+  let broker: Broker | undefined;
+  if (config.redisUrl !== undefined) {
+    // Loaded only when asked for, so ioredis stays optional.
+    const { createRedisBroker } = require("./redis") as typeof RedisModule;
+    broker = createRedisBroker({ url: config.redisUrl });
+  }
+  const router = createSseRouter({ secret: config.secret, health: config.health, metrics: config.metrics, broker });
   const app = express();
   app.disable("x-powered-by");
   app.use(config.basePath, router);
@@ -88,10 +144,16 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     res.status(404).json({ error: "not_found", message: `no route for ${req.method} ${req.path}` });
   });
   const server = http.createServer(app);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.port, config.host, () => resolve());
+    });
+  } catch (err) {
+    await router.close();
+    await broker?.close();
+    throw err;
+  }
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : config.port;
   const host = config.host ?? "0.0.0.0";
@@ -107,10 +169,87 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         await router.close();
         server.closeIdleConnections();
         await closed;
+        await broker?.close();
       })();
       return closing;
     },
   };
+}
+
+function startupLine(url: string, config: ServerConfig, workers: number): string {
+  let line = `sse-server listening on ${url} (events: ${url}/events, submit: ${url}/submit)`;
+  const extras: string[] = [];
+  if (workers > 1) extras.push(`${workers} workers`);
+  if (config.redisUrl !== undefined) extras.push(`broker ${redactRedisUrl(config.redisUrl)}`);
+  if (extras.length > 0) line += ", " + extras.join(", ");
+  return line;
+}
+
+interface ListeningMessage {
+  type: "sse-server:listening";
+  url: string;
+}
+
+function isListeningMessage(message: unknown): message is ListeningMessage {
+  return typeof message === "object" && message !== null && (message as ListeningMessage).type === "sse-server:listening";
+}
+
+/**
+ * The cluster primary serves nothing itself: it forks the workers (each a
+ * full instance on the shared Redis broker, all on the one port), prints the
+ * startup line once every worker listens, replaces a worker that dies, and on
+ * SIGTERM/SIGINT forwards the signal, waits for every worker and exits 0.
+ */
+function runPrimary(config: ServerConfig, count: number): void {
+  const live = new Set<Worker>();
+  let listening = 0;
+  let up = false;
+  let stopping = false;
+  const fork = () => {
+    const worker = cluster.fork();
+    live.add(worker);
+    worker.on("message", (message: unknown) => {
+      if (!isListeningMessage(message) || up) return;
+      if (++listening === count) {
+        up = true;
+        console.log(startupLine(message.url, config, count));
+      }
+    });
+  };
+  cluster.on("exit", (worker, code, signal) => {
+    live.delete(worker);
+    if (stopping) {
+      if (live.size === 0) process.exit(0);
+      return;
+    }
+    if (!up) {
+      // A worker that cannot start (port taken, bad Redis URL...) would fail again: give up.
+      console.error(`sse-server: a worker failed to start (exit ${signal ?? code}); stopping`);
+      stopping = true;
+      for (const w of live) w.process.kill("SIGTERM");
+      setTimeout(() => process.exit(1), 10_000).unref();
+      if (live.size === 0) process.exit(1);
+      process.exitCode = 1;
+      return;
+    }
+    console.error(`sse-server: worker ${worker.process.pid} exited (${signal ?? code}); starting a new one`);
+    setTimeout(fork, 500).unref();
+  });
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`sse-server: ${signal}, stopping ${live.size} workers`);
+    for (const worker of live) worker.process.kill("SIGTERM");
+    // Workers give up after 10 s themselves; this is the backstop.
+    setTimeout(() => {
+      for (const worker of live) worker.process.kill("SIGKILL");
+      process.exit(1);
+    }, 15_000).unref();
+    if (live.size === 0) process.exit(0);
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
+  for (let i = 0; i < count; i++) fork();
 }
 
 async function main(): Promise<void> {
@@ -121,10 +260,20 @@ async function main(): Promise<void> {
     console.error(`sse-server: ${(err as Error).message}`);
     process.exit(2);
   }
+  const workers = config.workers ?? 1;
+  if (workers > 1 && cluster.isPrimary) {
+    runPrimary(config, workers);
+    return;
+  }
   const running = await startServer(config);
-  console.log(`sse-server listening on ${running.url} (events: ${running.url}/events, submit: ${running.url}/submit)`);
+  if (cluster.isWorker) process.send?.({ type: "sse-server:listening", url: running.url } satisfies ListeningMessage);
+  else console.log(startupLine(running.url, config, 1));
+  let stopping = false;
   const stop = (signal: string) => {
-    console.log(`sse-server: ${signal}, closing ${running.router.stats.subscribers} streams`);
+    if (stopping) return;
+    stopping = true;
+    const who = cluster.isWorker ? `worker ${process.pid}` : "sse-server";
+    console.log(`${who}: ${signal}, closing ${running.router.stats.subscribers} streams`);
     // A second signal, or a stuck close, must not keep the process alive.
     setTimeout(() => process.exit(1), 10_000).unref();
     running.close().then(
@@ -134,6 +283,8 @@ async function main(): Promise<void> {
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
+  // A worker whose primary is gone (killed) must not linger holding sockets.
+  if (cluster.isWorker) process.once("disconnect", () => stop("primary gone"));
 }
 
 if (require.main === module) {

@@ -1,0 +1,521 @@
+/**
+ * Redis broker: many hub instances (processes, machines) share one ordered
+ * event log, a Redis Stream. Import it from `sse-server/redis` so that apps
+ * without Redis never load `ioredis` (an optional peer dependency).
+ *
+ * ```ts
+ * import { createSseRouter } from "sse-server";
+ * import { createRedisBroker } from "sse-server/redis";
+ *
+ * const broker = createRedisBroker({ url: process.env.REDIS_URL });
+ * const sse = createSseRouter({ secret, broker });
+ * // on shutdown: await sse.close(); await broker.close();
+ * ```
+ *
+ * Design (see docs/DEPLOY.md):
+ *
+ * - Every instance XADDs to one stream (`key`), one MULTI per published
+ *   batch, so a batch is appended in order and atomically. `publish()`
+ *   resolves once Redis answered EXEC; while Redis is unreachable it rejects
+ *   at once with `SseError("broker_unavailable")` (no offline queue, a short
+ *   command timeout), which `/submit` answers with 503.
+ * - Every instance runs one blocking XREAD loop on a dedicated connection. It
+ *   frames each entry once and hands batches to the hub's sink in stream
+ *   order. After a disconnect it reconnects and continues after the last
+ *   entry it read, so nothing Redis accepted is skipped.
+ * - SSE ids are `<epoch>.<stream id>`. The epoch is a random word stored in
+ *   Redis next to the stream (`<key>:epoch`, created with SET NX). If Redis
+ *   comes back empty, the stream and the epoch are gone together and a new
+ *   epoch is created, so every id issued before is recognised as unknown and
+ *   resuming clients get `sse:reset` (a bare stream id could instead look
+ *   like a valid old id once new entries had larger ids).
+ * - History is the stream itself, trimmed approximately (`MAXLEN ~` per
+ *   entry, `MINID ~` per batch by age on the Redis clock). Resume reads it
+ *   with XRANGE in chunks; `XINFO STREAM` (first entry) tells whether
+ *   entries after the client's id may have been trimmed.
+ */
+import { randomBytes } from "node:crypto";
+import Redis, { type RedisOptions } from "ioredis";
+import type { Broker, BrokerSink, FramedEvent, ReplayResult } from "./broker";
+import { SseError } from "./errors";
+import { frameEvent } from "./frame";
+import type { EventInput } from "./tokens";
+
+export interface RedisBrokerOptions {
+  /** Redis URL, e.g. `redis://127.0.0.1:6379/0` or `rediss://user:pass@host:6380`. Defaults to `redis://127.0.0.1:6379`. */
+  url?: string;
+  /** Extra ioredis options (TLS, sentinels, password...). Reconnect and queueing options are set by the broker. */
+  redis?: RedisOptions;
+  /** Stream key. Instances that share events must use the same key. Defaults to `"sse-server:events"`. */
+  key?: string;
+  /**
+   * Entries kept in the stream for resume (approximate `MAXLEN ~`, so a few
+   * hundred more may be kept). At least `1000`, since the stream is also the
+   * transport every instance reads from. Defaults to `100000`.
+   */
+  historyLength?: number;
+  /** Maximum age of kept entries in ms (approximate `MINID ~`, on the Redis clock). `0` means no age limit. Defaults to `300000` (5 minutes). */
+  historyAge?: number;
+  /** How long `publish()` waits for Redis before rejecting with `broker_unavailable`, in ms. Defaults to `2000`. */
+  publishTimeout?: number;
+  /** How long `start()` waits for the first connection before resolving anyway (it keeps trying in the background), in ms. Defaults to `5000`. */
+  startTimeout?: number;
+  /** Entries per XREAD / XRANGE call. Defaults to `1000`. */
+  readCount?: number;
+  /** XREAD BLOCK time in ms (the loop also uses it to notice a hung server). Defaults to `5000`. */
+  blockTime?: number;
+  /**
+   * Receives one line on every state change (Redis down / back / emptied,
+   * reader fell behind the trimmed history). Defaults to `console.warn`. Pass
+   * `null` to silence.
+   */
+  log?: ((message: string) => void) | null;
+}
+
+/** A stream id `ms-seq`, as numbers (both stay far below 2^53 for `*` ids). */
+interface StreamId {
+  readonly ms: number;
+  readonly seq: number;
+}
+
+interface StreamInfo {
+  readonly lastGenerated: StreamId;
+  /** Redis 7+: the largest id ever removed with XDEL (trimming does not record it). */
+  readonly maxDeleted: StreamId | undefined;
+  /** Id of the oldest entry still in the stream. */
+  readonly firstEntry: StreamId | undefined;
+  readonly length: number;
+}
+
+type Entry = [id: string, fields: string[]];
+
+const ZERO: StreamId = Object.freeze({ ms: 0, seq: 0 });
+const STREAM_ID = /^([0-9]{1,15})-([0-9]{1,15})$/;
+const EPOCH = /^[0-9a-z]{1,16}$/;
+
+function parseStreamId(text: unknown): StreamId | undefined {
+  if (typeof text !== "string") return undefined;
+  const m = STREAM_ID.exec(text);
+  return m ? { ms: Number(m[1]), seq: Number(m[2]) } : undefined;
+}
+
+function compareStreamIds(a: StreamId, b: StreamId): number {
+  return a.ms - b.ms || a.seq - b.seq;
+}
+
+function formatStreamId(id: StreamId): string {
+  return id.ms + "-" + id.seq;
+}
+
+/** `<epoch>.<ms>-<seq>` → parts, or `undefined` if it is not one of ours. */
+function parseEventId(id: string): { epoch: string; id: StreamId } | undefined {
+  const dot = id.indexOf(".");
+  if (dot <= 0) return undefined;
+  const epoch = id.slice(0, dot);
+  const streamId = parseStreamId(id.slice(dot + 1));
+  return EPOCH.test(epoch) && streamId ? { epoch, id: streamId } : undefined;
+}
+
+function newEpoch(): string {
+  // 48 random bits in base 36: short in every frame, unique enough per Redis dataset.
+  return parseInt(randomBytes(6).toString("hex"), 16).toString(36);
+}
+
+/** XINFO STREAM's flat `[name, value, ...]` reply. */
+function parseInfo(reply: unknown): StreamInfo | undefined {
+  if (!Array.isArray(reply)) return undefined;
+  const map = new Map<string, unknown>();
+  for (let i = 0; i + 1 < reply.length; i += 2) map.set(String(reply[i]), reply[i + 1]);
+  const first = map.get("first-entry");
+  return {
+    lastGenerated: parseStreamId(map.get("last-generated-id")) ?? ZERO,
+    maxDeleted: parseStreamId(map.get("max-deleted-entry-id")),
+    firstEntry: Array.isArray(first) ? parseStreamId(first[0]) : undefined,
+    length: Number(map.get("length")) || 0,
+  };
+}
+
+/** MULTI/EXEC reply `[[err, value], ...]`: the value, or throw the command's error. */
+function result(replies: [Error | null, unknown][] | null, index: number): unknown {
+  const pair = replies?.[index];
+  if (pair === undefined) throw new Error("Redis transaction was aborted");
+  if (pair[0]) throw pair[0];
+  return pair[1];
+}
+
+/** Like {@link result}, but `undefined` when the command failed (e.g. XINFO on a missing key). */
+function resultOrUndefined(replies: [Error | null, unknown][] | null, index: number): unknown {
+  const pair = replies?.[index];
+  return pair === undefined || pair[0] ? undefined : pair[1];
+}
+
+function field(fields: readonly string[], name: string): string | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
+  return undefined;
+}
+
+function integerOption(name: string, value: number | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
+    throw new SseError("invalid_option", `${name} must be an integer >= ${min}; got ${String(value)}`);
+  }
+  return value;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
+function describe(err: unknown): string {
+  if (err instanceof Error) return (err as NodeJS.ErrnoException).code ?? err.message;
+  return String(err);
+}
+
+/**
+ * A {@link Broker} on a Redis Stream. Create one per process with
+ * {@link createRedisBroker} and pass it to `createSseRouter({ broker })`;
+ * close it after the router.
+ */
+export class RedisBroker implements Broker {
+  /** Stream key; the epoch lives at `${key}:epoch`. */
+  readonly key: string;
+  readonly epochKey: string;
+  private readonly historyLength: number;
+  private readonly historyAge: number;
+  private readonly readCount: number;
+  private readonly blockTime: number;
+  private readonly startTimeout: number;
+  private readonly log: (message: string) => void;
+  /** Commands: publish, replay. Never blocks; fails fast while disconnected. */
+  private readonly cmd: Redis;
+  /** The blocking XREAD loop's own connection. */
+  private readonly reader: Redis;
+  private sink: BrokerSink | undefined;
+  private closed = false;
+  /** Epoch of the stream the reader follows; undefined until the first sync. */
+  private epoch: string | undefined;
+  /** Last stream id the reader handed to the sink (or its start position). */
+  private cursor: StreamId = ZERO;
+  /** The reader must re-check epoch and position before reading (start, reconnect, error). */
+  private needSync = true;
+  /** Next read is a MULTI with XINFO to detect entries trimmed before we read them. */
+  private needCheck = true;
+  private down = false;
+  private loopDone: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(options: RedisBrokerOptions = {}) {
+    this.key = options.key ?? "sse-server:events";
+    if (typeof this.key !== "string" || this.key === "") throw new SseError("invalid_option", "key must be a non-empty string");
+    this.epochKey = this.key + ":epoch";
+    this.historyLength = integerOption("historyLength", options.historyLength, 100_000, 1000);
+    this.historyAge = integerOption("historyAge", options.historyAge, 5 * 60_000, 0);
+    this.readCount = integerOption("readCount", options.readCount, 1000, 1);
+    this.blockTime = integerOption("blockTime", options.blockTime, 5000, 10);
+    this.startTimeout = integerOption("startTimeout", options.startTimeout, 5000, 0);
+    const publishTimeout = integerOption("publishTimeout", options.publishTimeout, 2000, 1);
+    const log = options.log === undefined ? (m: string) => console.warn("sse-server/redis: " + m) : options.log;
+    this.log = log ?? (() => undefined);
+
+    const base: RedisOptions = {
+      ...options.redis,
+      // RESP2 replies have the same shape in ioredis 5 and 6.
+      protocol: 2,
+      lazyConnect: true,
+      // Fail fast instead of queueing while Redis is away; retry forever in the background.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 5), 1000),
+      connectTimeout: options.redis?.connectTimeout ?? 3000,
+      keepAlive: options.redis?.keepAlive ?? 10_000,
+    } as RedisOptions;
+    const url = options.url ?? "redis://127.0.0.1:6379";
+    this.cmd = new Redis(url, { ...base, commandTimeout: publishTimeout, connectionName: "sse-server:cmd" } as RedisOptions);
+    // The reader's command timeout is its watchdog: a blocked XREAD that outlives BLOCK by far means a hung server.
+    this.reader = new Redis(url, {
+      ...base,
+      commandTimeout: this.blockTime + 5000,
+      connectionName: "sse-server:reader",
+    } as RedisOptions);
+    const onError = (err: Error) => this.markDown(err);
+    this.cmd.on("error", onError);
+    this.reader.on("error", onError);
+    // Every reconnect may be to a Redis that restarted: re-check before reading on.
+    this.reader.on("close", () => {
+      this.needSync = true;
+    });
+    this.reader.on("ready", () => this.wake?.());
+  }
+
+  /** Connects, finds the stream's head and starts the read loop. Resolves when following the stream, or after `startTimeout` (then keeps trying). */
+  async start(sink: BrokerSink): Promise<void> {
+    if (this.sink !== undefined) throw new SseError("invalid_option", "a RedisBroker serves one hub; create one broker per router");
+    this.sink = sink;
+    this.cmd.connect().catch(() => undefined);
+    this.reader.connect().catch(() => undefined);
+    let started!: () => void;
+    const ready = new Promise<void>((resolve) => (started = resolve));
+    this.loopDone = this.loop(started);
+    const timer = setTimeout(started, this.startTimeout);
+    await ready;
+    clearTimeout(timer);
+  }
+
+  /** True once the reader follows the stream (publishing before that would not reach this instance's subscribers). */
+  get ready(): boolean {
+    return this.epoch !== undefined && !this.closed;
+  }
+
+  async publish(events: readonly EventInput[]): Promise<void> {
+    if (this.closed) throw new SseError("closed", "the Redis broker is closed");
+    if (events.length === 0) return;
+    if (this.epoch === undefined) throw new SseError("broker_unavailable", "not connected to Redis yet; try again");
+    const multi = this.cmd.multi();
+    for (const e of events) {
+      multi.call("XADD", this.key, "MAXLEN", "~", this.historyLength, "*", "t", e.topic, "e", e.event, "d", e.data);
+    }
+    // Age bound on Redis's own clock (the ids the reader saw), so instance clock skew cannot over-trim.
+    if (this.historyAge > 0 && this.cursor.ms > this.historyAge) {
+      multi.call("XTRIM", this.key, "MINID", "~", String(this.cursor.ms - this.historyAge));
+    }
+    let replies: [Error | null, unknown][] | null;
+    try {
+      replies = await multi.exec();
+    } catch (err) {
+      this.markDown(err);
+      throw new SseError("broker_unavailable", `Redis did not accept the events: ${describe(err)}`, { cause: err });
+    }
+    if (replies === null) throw new SseError("broker_unavailable", "Redis aborted the transaction");
+    for (const [err] of replies) {
+      if (err) throw new SseError("broker_unavailable", `Redis rejected an event: ${err.message}`, { cause: err });
+    }
+  }
+
+  async replay(lastEventId: string, topics: ReadonlySet<string>): Promise<ReplayResult> {
+    const wanted = parseEventId(lastEventId);
+    const multi = this.cmd.multi();
+    multi.call("SET", this.epochKey, newEpoch(), "NX");
+    multi.call("GET", this.epochKey);
+    multi.call("XINFO", "STREAM", this.key);
+    if (wanted) multi.call("XRANGE", this.key, "(" + formatStreamId(wanted.id), "+", "COUNT", this.readCount);
+    let replies: [Error | null, unknown][] | null;
+    try {
+      replies = await multi.exec();
+    } catch (err) {
+      throw new SseError("broker_unavailable", `Redis is unavailable: ${describe(err)}`, { cause: err });
+    }
+    const epoch = String(result(replies, 1));
+    const info = parseInfo(resultOrUndefined(replies, 2));
+    const head = info?.lastGenerated ?? ZERO;
+    const headId = compareStreamIds(head, ZERO) > 0 ? epoch + "." + formatStreamId(head) : undefined;
+    // Malformed, from another stream, or newer than anything this stream produced (Redis came back empty).
+    if (wanted === undefined || wanted.epoch !== epoch || compareStreamIds(wanted.id, head) > 0) {
+      return { ok: false, reason: "unknown_id", headId };
+    }
+    if (compareStreamIds(wanted.id, head) === 0) return { ok: true, events: [] };
+    if (info === undefined || this.trimmedAfter(info, wanted.id)) return { ok: false, reason: "history_truncated", headId };
+
+    const events: FramedEvent[] = [];
+    let chunk = result(replies, 3) as Entry[];
+    let cursor = wanted.id;
+    for (;;) {
+      for (const [id, fields] of chunk) {
+        cursor = parseStreamId(id) ?? cursor;
+        const topic = field(fields, "t");
+        if (topic === undefined || !topics.has(topic)) continue;
+        const eventId = epoch + "." + id;
+        events.push({ id: eventId, topic, frame: frameEvent(field(fields, "e") ?? "", field(fields, "d") ?? "", eventId) });
+      }
+      // Everything up to the head seen at the start is enough: newer entries reach the hub live.
+      if (chunk.length < this.readCount || compareStreamIds(cursor, head) >= 0) break;
+      const next = this.cmd.multi();
+      next.call("XINFO", "STREAM", this.key);
+      next.call("XRANGE", this.key, "(" + formatStreamId(cursor), "+", "COUNT", this.readCount);
+      try {
+        replies = await next.exec();
+      } catch (err) {
+        throw new SseError("broker_unavailable", `Redis is unavailable: ${describe(err)}`, { cause: err });
+      }
+      const now = parseInfo(resultOrUndefined(replies, 0));
+      // Trimmed under our feet while reading (a very long replay on a busy stream).
+      if (now === undefined || this.trimmedAfter(now, cursor)) return { ok: false, reason: "history_truncated", headId };
+      chunk = result(replies, 1) as Entry[];
+    }
+    return { ok: true, events };
+  }
+
+  compareIds(a: string, b: string): number {
+    const pa = parseEventId(a);
+    const pb = parseEventId(b);
+    if (pa === undefined || pb === undefined) return (pa ? 1 : 0) - (pb ? 1 : 0);
+    return compareStreamIds(pa.id, pb.id);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.sink = undefined;
+    this.wake?.();
+    // disconnect() (not QUIT): the reader may sit in a blocking XREAD.
+    this.reader.disconnect();
+    await this.cmd.quit().catch(() => this.cmd.disconnect());
+    this.cmd.disconnect();
+    await this.loopDone?.catch(() => undefined);
+  }
+
+  /**
+   * Were entries newer than `after` deleted (trimmed) from the stream?
+   * Trimming removes the oldest entries, so while the entry `after` (or an
+   * older one) is still there, nothing newer was trimmed. Once the oldest
+   * entry is newer than `after`, entries right after it may be gone: assume
+   * so (a needless reset is safe; a silent gap is not). Redis 7 also records
+   * the largest id removed with XDEL (`max-deleted-entry-id`).
+   */
+  private trimmedAfter(info: StreamInfo, after: StreamId): boolean {
+    if (compareStreamIds(info.lastGenerated, after) <= 0) return false;
+    if (info.maxDeleted !== undefined && compareStreamIds(info.maxDeleted, after) > 0) return true;
+    return info.firstEntry === undefined || compareStreamIds(info.firstEntry, after) > 0;
+  }
+
+  private markDown(err: unknown): void {
+    if (this.closed || this.down) return;
+    this.down = true;
+    this.log(`Redis unreachable (${describe(err)}); publishing answers 503 and reading retries until it is back`);
+  }
+
+  private markUp(): void {
+    if (!this.down) return;
+    this.down = false;
+    this.log("Redis reachable again; reading on from the last event read");
+  }
+
+  private readerReady(): boolean {
+    return this.reader.status === "ready";
+  }
+
+  /** Waits for the reader connection (or close), at most `ms`. */
+  private waitReady(ms: number): Promise<void> {
+    if (this.reader.status === "ready" || this.closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      this.wake = done;
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+    }).finally(() => {
+      this.wake = undefined;
+    });
+  }
+
+  private async loop(started: () => void): Promise<void> {
+    let failures = 0;
+    while (!this.closed) {
+      try {
+        if (!this.readerReady()) {
+          await this.waitReady(1000);
+          if (!this.readerReady()) continue;
+        }
+        if (this.needSync) {
+          this.needSync = false;
+          await this.sync();
+          this.needCheck = true;
+          started();
+        }
+        const n = this.needCheck ? await this.readChecked() : await this.readBlocking();
+        failures = 0;
+        this.markUp();
+        this.needCheck = this.needCheck ? n === this.readCount : n > 0;
+      } catch (err) {
+        if (this.closed) break;
+        this.needSync = true;
+        this.markDown(err);
+        if (/timed out/i.test(describe(err))) this.reader.disconnect(true);
+        await sleep(Math.min(50 * 2 ** Math.min(failures++, 5), 1000));
+      }
+    }
+  }
+
+  /**
+   * On start and after every reconnect: make sure the stream has an epoch and
+   * decide where to read from. Same epoch: on from the cursor. New epoch (Redis
+   * lost the stream): from the beginning of the new stream.
+   */
+  private async sync(): Promise<void> {
+    const multi = this.reader.multi();
+    multi.call("SET", this.epochKey, newEpoch(), "NX");
+    multi.call("GET", this.epochKey);
+    multi.call("XINFO", "STREAM", this.key);
+    const replies = await multi.exec();
+    const epoch = String(result(replies, 1));
+    const info = parseInfo(resultOrUndefined(replies, 2));
+    const head = info?.lastGenerated ?? ZERO;
+    if (this.epoch === undefined) {
+      // First start: live events from now on; older ones are history.
+      this.cursor = head;
+    } else if (epoch !== this.epoch) {
+      this.log(`stream ${this.key} was lost (Redis restarted empty?); following the new stream from its start, old event ids now get sse:reset`);
+      this.cursor = ZERO;
+    } else if (compareStreamIds(head, this.cursor) < 0) {
+      // Restored from an older snapshot: entries after `head` are new ones; read them all.
+      this.log(`stream ${this.key} is behind the last event read (restored from an older snapshot?); reading on from its head`);
+      this.cursor = head;
+    }
+    this.epoch = epoch;
+  }
+
+  /** Non-blocking read in one MULTI with XINFO: notices entries trimmed before this instance read them. */
+  private async readChecked(): Promise<number> {
+    const multi = this.reader.multi();
+    multi.call("XINFO", "STREAM", this.key);
+    multi.call("XREAD", "COUNT", this.readCount, "STREAMS", this.key, formatStreamId(this.cursor));
+    const replies = await multi.exec();
+    const info = parseInfo(resultOrUndefined(replies, 0));
+    if (info !== undefined && this.trimmedAfter(info, this.cursor)) {
+      this.log(
+        `this instance fell behind the stream's history (entries after ${formatStreamId(this.cursor)} were trimmed before it read them); ` +
+          "its subscribers missed events: raise historyLength/historyAge",
+      );
+    }
+    return this.deliver(result(replies, 1));
+  }
+
+  private async readBlocking(): Promise<number> {
+    const reply = await this.reader.call(
+      "XREAD",
+      "COUNT",
+      this.readCount,
+      "BLOCK",
+      this.blockTime,
+      "STREAMS",
+      this.key,
+      formatStreamId(this.cursor),
+    );
+    return this.deliver(reply);
+  }
+
+  /** Frames the entries of an XREAD reply once and hands them to the sink in order. */
+  private deliver(reply: unknown): number {
+    if (!Array.isArray(reply) || reply.length === 0) return 0;
+    const entries = (reply[0] as [string, Entry[]])[1];
+    if (!Array.isArray(entries) || entries.length === 0) return 0;
+    const epoch = this.epoch!;
+    const framed: FramedEvent[] = [];
+    for (const [id, fields] of entries) {
+      const streamId = parseStreamId(id);
+      if (streamId === undefined) continue;
+      this.cursor = streamId;
+      const topic = field(fields, "t");
+      if (topic === undefined) continue; // not ours (someone else wrote to the key): skip
+      const eventId = epoch + "." + id;
+      framed.push({ id: eventId, topic, frame: frameEvent(field(fields, "e") ?? "", field(fields, "d") ?? "", eventId) });
+    }
+    if (framed.length > 0 && !this.closed) this.sink?.(framed);
+    return entries.length;
+  }
+}
+
+/** Creates a {@link RedisBroker}; pass it as `createSseRouter({ broker })`. */
+export function createRedisBroker(options: RedisBrokerOptions | string = {}): RedisBroker {
+  return new RedisBroker(typeof options === "string" ? { url: options } : options);
+}
