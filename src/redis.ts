@@ -165,7 +165,10 @@ function integerOption(name: string, value: number | undefined, fallback: number
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
 function describe(err: unknown): string {
-  if (err instanceof Error) return (err as NodeJS.ErrnoException).code ?? err.message;
+  if (err instanceof Error) {
+    if (err.name === "MaxRetriesPerRequestError") return "connection lost";
+    return (err as NodeJS.ErrnoException).code ?? err.message;
+  }
   return String(err);
 }
 
@@ -229,12 +232,14 @@ export class RedisBroker implements Broker {
       keepAlive: options.redis?.keepAlive ?? 10_000,
     } as RedisOptions;
     const url = options.url ?? "redis://127.0.0.1:6379";
-    this.cmd = new Redis(url, { ...base, commandTimeout: publishTimeout, connectionName: "sse-server:cmd" } as RedisOptions);
+    // CLIENT LIST shows `<name>:cmd` and `<name>:reader` for each instance.
+    const name = options.redis?.connectionName ?? "sse-server";
+    this.cmd = new Redis(url, { ...base, commandTimeout: publishTimeout, connectionName: name + ":cmd" } as RedisOptions);
     // The reader's command timeout is its watchdog: a blocked XREAD that outlives BLOCK by far means a hung server.
     this.reader = new Redis(url, {
       ...base,
       commandTimeout: this.blockTime + 5000,
-      connectionName: "sse-server:reader",
+      connectionName: name + ":reader",
     } as RedisOptions);
     const onError = (err: Error) => this.markDown(err);
     this.cmd.on("error", onError);

@@ -61,8 +61,9 @@ export class RedisServer {
     return this.proc?.pid;
   }
 
-  static async start(): Promise<RedisServer> {
-    const server = new RedisServer(await freePort());
+  /** Starts a redis-server on `port` (a free one by default). */
+  static async start(port?: number): Promise<RedisServer> {
+    const server = new RedisServer(port ?? (await freePort()));
     await server.start();
     return server;
   }
