@@ -237,6 +237,9 @@ test("close(): streams end cleanly, a new hub answers old ids with sse:reset", a
     const again = new RawStream(url(second, ["t"]), { "Last-Event-ID": id });
     await again.until((t) => t.includes("sse:reset"));
     expect(JSON.parse(parseEvents(again.text)[0]!.data)).toEqual({ reason: "unknown_id" });
+    // Nothing published yet on the new hub: an empty id clears the client's stale one.
+    expect(again.text).toContain('event:sse:reset\ndata:{"reason":"unknown_id"}\nid:\n\n');
+    expect(parseEvents(again.text)[0]!.id).toBe("");
     again.close();
   } finally {
     await second.close();

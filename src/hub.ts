@@ -328,7 +328,12 @@ function onSinkClose(this: Sink): void {
   if (sub !== undefined) sub.hub.remove(sub, "client");
 }
 
-/** The `sse:reset` event: the client must rebuild its state; data says why. */
+/**
+ * The `sse:reset` event: the client must rebuild its state; data says why.
+ * Its id is the newest id in the log, or an empty `id:` when the log is empty,
+ * which clears the browser's stale Last-Event-ID (else every reconnect would
+ * send it again and get another reset).
+ */
 export function resetFrame(reason: ResetReason, headId: string | undefined): Buffer {
-  return frameEvent("sse:reset", JSON.stringify({ reason }), headId);
+  return frameEvent("sse:reset", JSON.stringify({ reason }), headId ?? "");
 }
