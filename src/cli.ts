@@ -130,12 +130,20 @@ export interface RunningServer {
 /** Starts the standalone server; resolves once it listens. */
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   let broker: Broker | undefined;
+  let redisBroker: InstanceType<typeof RedisModule.RedisBroker> | undefined;
   if (config.redisUrl !== undefined) {
     // Loaded only when asked for, so ioredis stays optional.
     const { createRedisBroker } = require("./redis") as typeof RedisModule;
-    broker = createRedisBroker({ url: config.redisUrl });
+    redisBroker = createRedisBroker({ url: config.redisUrl });
+    broker = redisBroker;
   }
   const router = createSseRouter({ secret: config.secret, health: config.health, metrics: config.metrics, broker });
+  // Listen only once this instance follows the shared stream, so nothing
+  // submitted elsewhere after our startup line is missed here. If Redis is
+  // not there yet, start anyway: /submit answers 503 until it is.
+  if (redisBroker !== undefined && !(await redisBroker.waitUntilReady(5000))) {
+    console.error(`sse-server: Redis at ${redactRedisUrl(config.redisUrl!)} is not reachable yet; /submit answers 503 until it is`);
+  }
   const app = express();
   app.disable("x-powered-by");
   app.use(config.basePath, router);

@@ -270,6 +270,13 @@ export class RedisBroker implements Broker {
     return this.epoch !== undefined && !this.closed;
   }
 
+  /** Resolves `true` once {@link ready} (after `start()`), or `false` after `timeout` ms. */
+  async waitUntilReady(timeout: number): Promise<boolean> {
+    const deadline = Date.now() + timeout;
+    while (!this.ready && !this.closed && Date.now() < deadline) await sleep(Math.min(20, Math.max(1, deadline - Date.now())));
+    return this.ready;
+  }
+
   async publish(events: readonly EventInput[]): Promise<void> {
     if (this.closed) throw new SseError("closed", "the Redis broker is closed");
     if (events.length === 0) return;

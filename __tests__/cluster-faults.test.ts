@@ -1,0 +1,101 @@
+/**
+ * Redis faults under two standalone servers (separate processes): Redis
+ * killed while subscribers are connected and a publisher is submitting, then
+ * started again on the same port (empty: no persistence).
+ */
+import { submitToken, subscribeToken } from "../src/tokens";
+import { CliServer, RedisServer, SECRET, SseClient, rssOf, sleep, submit, waitFor } from "./helpers/redis";
+
+let redis: RedisServer;
+let a: CliServer;
+let b: CliServer;
+const clients: SseClient[] = [];
+
+beforeAll(async () => {
+  redis = await RedisServer.start();
+  [a, b] = await Promise.all([CliServer.start({ REDIS_URL: redis.url }), CliServer.start({ REDIS_URL: redis.url })]);
+}, 40_000);
+
+afterEach(() => {
+  for (const c of clients.splice(0)) c.close();
+});
+
+afterAll(async () => {
+  await Promise.all([a?.stop(), b?.stop()]);
+  await redis?.close();
+}, 30_000);
+
+async function subscribe(server: CliServer, topics: string[], lastEventId?: string): Promise<SseClient> {
+  const client = await SseClient.open(server.url, subscribeToken(SECRET, topics), lastEventId);
+  clients.push(client);
+  return client;
+}
+
+test("Redis down under load: submits get 503 fast, nobody crashes, memory stays flat; after restart every acknowledged event reached every subscriber", async () => {
+  const subs = [await subscribe(a, ["f"]), await subscribe(a, ["f", "g"]), await subscribe(b, ["f"]), await subscribe(b, ["f"])];
+  const acked: string[] = [];
+  const statuses = new Map<number, number>();
+  let slowest503 = 0;
+  let running = true;
+  let seq = 0;
+  // Two publishers, one per instance, each submitting sequentially as fast as answered.
+  const publisher = async (server: CliServer, name: string) => {
+    while (running) {
+      const data = `${name}${seq++}`;
+      const t0 = Date.now();
+      const status = await submit(server.url, submitToken(SECRET, [{ topic: "f", event: "n", data }]));
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      if (status === 200) acked.push(data);
+      else if (status === 503) slowest503 = Math.max(slowest503, Date.now() - t0);
+      else await sleep(10);
+    }
+  };
+  const publishing = Promise.all([publisher(a, "a"), publisher(b, "b")]);
+
+  await waitFor(() => acked.length >= 100, 15_000, "100 acknowledged events before the outage");
+  const rssBefore = [rssOf(a.pid), rssOf(b.pid)];
+  await redis.stop(); // SIGKILL: a crash
+  const ackedBeforeOutage = acked.length;
+  await sleep(3000);
+  const during = new Map(statuses);
+  const rssDuring = [rssOf(a.pid), rssOf(b.pid)];
+  await redis.start(); // same port, empty
+  await waitFor(() => acked.length >= ackedBeforeOutage + 100, 20_000, "100 acknowledged events after the restart");
+  running = false;
+  await publishing;
+
+  // Submits during the outage were answered 503 (not queued, not hung), quickly.
+  expect(during.get(503) ?? 0).toBeGreaterThan(20);
+  expect(slowest503).toBeLessThan(3000);
+  expect([...statuses.keys()].sort()).toEqual([200, 503]);
+  // Both processes survived, with flat memory (no queue growing during the outage).
+  expect(a.running && b.running).toBe(true);
+  for (let i = 0; i < 2; i++) expect(rssDuring[i]! - rssBefore[i]!).toBeLessThan(40 * 1024 * 1024);
+  // Every event that got a 200 reached every subscriber; the streams never closed.
+  await waitFor(() => subs.every((s) => acked.every((d) => s.data("n").includes(d))), 10_000, "every acknowledged event everywhere");
+  for (const s of subs) {
+    expect(s.closed).toBe(false);
+    const got = s.data("n");
+    expect(new Set(got).size).toBe(got.length); // and none twice
+  }
+}, 60_000);
+
+test("Redis restarted empty: a client resuming with an old id gets sse:reset, then live events", async () => {
+  const first = await subscribe(a, ["e"]);
+  const send = async (server: CliServer, data: string) => submit(server.url, submitToken(SECRET, [{ topic: "e", event: "n", data }]));
+  expect(await send(b, "1")).toBe(200);
+  await first.waitForEvents(1);
+  const oldId = first.lastId!;
+  first.close();
+  await redis.stop();
+  await redis.start();
+  await waitFor(async () => (await send(b, "2")) === 200, 15_000, "submits to work again");
+  const resumed = await subscribe(b, ["e"], oldId);
+  await resumed.waitForEvents(1);
+  expect(resumed.events[0]).toEqual({ event: "sse:reset", data: JSON.stringify({ reason: "unknown_id" }), id: expect.any(String) });
+  // The reset carries the new stream's head, from which the client resumes.
+  expect(resumed.events[0]!.id!.split(".")[0]).not.toBe(oldId.split(".")[0]);
+  expect(await send(a, "3")).toBe(200);
+  await waitFor(() => resumed.data("n").includes("3"), 10_000, "a live event after the reset");
+  expect(resumed.data("n")).toEqual(["3"]);
+}, 40_000);
