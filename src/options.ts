@@ -129,6 +129,12 @@ function integer(name: string, value: unknown, fallback: number, min: number, ma
   return value;
 }
 
+function boolean(name: string, value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== "boolean") invalid(`${name} must be a boolean; got ${typeof value}`);
+  return value;
+}
+
 function resolveCors(value: SseRouterOptions["cors"]): ResolvedOptions["cors"] {
   if (value === undefined || value === "*") return "*";
   if (value === false) return false;
@@ -166,7 +172,7 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
     cors: resolveCors(options.cors),
     tokenCookie,
     broker,
-    health: options.health === true,
-    metrics: options.metrics === true,
+    health: boolean("health", options.health),
+    metrics: boolean("metrics", options.metrics),
   });
 }
