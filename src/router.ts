@@ -210,7 +210,8 @@ function applyCors(opts: ResolvedOptions, req: Request, res: Response): void {
   if (policy === "*") {
     res.setHeader("Access-Control-Allow-Origin", "*");
   } else {
-    res.setHeader("Vary", "Origin");
+    // Appended, not set: the host app may vary on other headers too.
+    res.vary("Origin");
     const origin = req.headers.origin;
     if (origin === undefined || !policy.has(origin)) return;
     res.setHeader("Access-Control-Allow-Origin", origin);
