@@ -246,6 +246,13 @@ function coreBusyUs() {
   return out;
 }
 
+/** Server-side TCP connections on this port in state ESTABLISHED (ss), or -1. */
+function establishedTo(port) {
+  const r = spawnSync("ss", ["-Htn", "state", "established", `( sport = :${port} )`], { encoding: "utf8" });
+  if (r.status !== 0) return -1;
+  return r.stdout.split("\n").filter((l) => l.trim()).length;
+}
+
 function tail(file, n = 15) {
   try {
     return fs.readFileSync(file, "utf8").trim().split("\n").slice(-n).join("\n");
@@ -591,168 +598,201 @@ function serverDefs(ctx) {
 
 // ---------------------------------------------------------------- phases
 
-async function benchServer(ctx, name, def) {
-  const o = ctx.o;
-  const r = { name, label: def.label, notes: [] };
+/** Starts a fresh server and load client, runs fn(srv, client), stops both. */
+async function withServer(ctx, name, def, r, fn) {
   const srv = await def.start();
-  const cpuPids = () => (srv.cpuPids ? srv.cpuPids() : srv.pids());
-  if (srv.redisClients) r.notes.push(`Redis connections from our server: ${srv.redisClients}`);
+  if (srv.redisClients && !r.redisNoted) {
+    r.redisNoted = true;
+    r.notes.push(`Redis connections from our server: ${srv.redisClients}`);
+  }
   const client = new Client(ctx.clientBin, srv.port, path.join(ctx.work, `${name}.client.log`));
   try {
     const ready = await client.next(5000);
     if (ready.cmd !== "ready") throw new Error("load client did not start");
     await client.cmd(`paths ${def.paths}`);
-    const N = o.subscribers;
-
-    // (a) connects/s and (b) memory per subscriber
-    await sleep(1000);
-    const rss0 = rssKiB(srv.pids());
-    const cpuC0 = cpuUs(cpuPids());
-    const con = await client.cmd(`connect sub ${N} ${o.connectConcurrency} ${ctx.connectTimeoutMs}`, ctx.connectTimeoutMs + 10000);
-    const cpuC1 = cpuUs(cpuPids());
-    r.connected = con.ok;
-    r.connectsPerSec = con.ok / con.elapsed_s;
-    r.connectServerCpuPct = (100 * (cpuC1 - cpuC0)) / 1e6 / con.elapsed_s;
-    if (con.ok < N) r.notes.push(`connect: only ${con.ok}/${N} subscribers (${con.failed} failed, ${con.timedout} timed out: ${con.err})`);
-    log(`${name}: ${con.ok} connected in ${con.elapsed_s.toFixed(2)} s (${Math.round(r.connectsPerSec)}/s)`);
-    await sleep(2000);
-    const rss1 = rssKiB(srv.pids());
-    r.rssIdleKiB = rss0;
-    r.rssConnectedKiB = rss1;
-    r.kibPerSub = con.ok ? (rss1 - rss0) / con.ok : NaN;
-
-    // (c) latency at a low rate
-    await client.cmd("reset");
-    await client.cmd("lat on");
-    const start = nowUs() + 500_000;
-    const step = Math.round(1e6 / o.latRate);
-    const recs = [];
-    for (let i = 0; i < o.latEvents; i++) {
-      const t = start + i * step;
-      const req = def.publish([String(t)]);
-      recs.push(Buffer.from(`${t} ${req.length}\n`, "latin1"), req);
-    }
-    const schedFile = path.join(ctx.work, `${name}.sched`);
-    fs.writeFileSync(schedFile, Buffer.concat(recs));
-    const sched = await client.cmd(`sched ${schedFile}`, (o.latEvents / o.latRate) * 1000 + 20000);
-    const latDrain = await client.cmd(`drain ${sched.ok} 15000 3000`, 20000);
-    await client.cmd("lat off");
-    const lat = await client.cmd("latreport");
-    r.latency = { ...lat, published: sched.ok, bad: sched.bad, lateMaxUs: sched.late_max_us };
-    r.p50ms = lat.count ? lat.p50_us / 1000 : NaN;
-    r.p99ms = lat.count ? lat.p99_us / 1000 : NaN;
-    const latExpected = sched.ok * latDrain.open_sub;
-    r.latDeliveredPct = latExpected ? (100 * latDrain.total_frames) / latExpected : NaN;
-    if (sched.bad) r.notes.push(`latency: ${sched.bad} publish requests failed (first status ${sched.first_bad_status})`);
-    if (latDrain.sub_closed_by_peer) r.notes.push(`latency: server closed ${latDrain.sub_closed_by_peer} subscribers`);
-    log(`${name}: latency p50 ${r.p50ms.toFixed(2)} ms p99 ${r.p99ms.toFixed(2)} ms (${lat.count} samples)`);
-
-    // (d) saturated throughput, (e) delivery
-    const satReset = await client.cmd("reset");
-    const satFile = path.join(ctx.work, `${name}.sat.req`);
-    fs.writeFileSync(satFile, def.publish(Array.from({ length: o.batch }, () => "hello")));
-    const cpuS0 = cpuUs(cpuPids());
-    const core0 = coreBusyUs();
-    const rssS0 = rssKiB(srv.pids());
-    const pub = await client.cmd(`pub ${o.publishers} ${o.satSeconds * 1000} 0 ${satFile}`, o.satSeconds * 1000 + 20000);
-    const events = pub.ok * (name === "nchan" ? 1 : o.batch);
-    const drain = await client.cmd(`drain ${events} ${ctx.drainTimeoutMs} 3000`, ctx.drainTimeoutMs + 5000);
-    const cpuS1 = cpuUs(cpuPids());
-    const core1 = coreBusyUs();
-    const windowS = Math.max(1e-6, (drain.last_frame_us - pub.t0_us) / 1e6);
-    r.sat = {
-      publishedRequests: pub.ok,
-      events,
-      badRequests: pub.bad,
-      deliveries: drain.total_frames,
-      windowS,
-      publishS: pub.elapsed_s,
-      subscribers: drain.open_sub,
-      minPerSub: drain.min_frames,
-      closedByServer: drain.sub_closed_by_peer,
-      drain: drain.why,
-      serverCpuPct: (100 * (cpuS1 - cpuS0)) / 1e6 / windowS,
-      clientCpuPct: (100 * (drain.cpu_us - satReset.cpu_us)) / 1e6 / windowS,
-      core0BusyPct: (100 * (core1[0].busy - core0[0].busy)) / 1e6 / windowS,
-      core1BusyPct: (100 * (core1[1].busy - core0[1].busy)) / 1e6 / windowS,
-      core0SoftirqPct: (100 * (core1[0].softirq - core0[0].softirq)) / 1e6 / windowS,
-      core1SoftirqPct: (100 * (core1[1].softirq - core0[1].softirq)) / 1e6 / windowS,
-      rssPeakKiB: Math.max(rssS0, rssKiB(srv.pids())),
-    };
-    r.deliveriesPerSec = drain.total_frames / windowS;
-    r.cpuUsPerDelivery = drain.total_frames ? (cpuS1 - cpuS0) / drain.total_frames : NaN;
-    const expected = events * con.ok;
-    r.satDeliveredPct = expected ? (100 * drain.total_frames) / expected : NaN;
-    r.deliveredPct = latExpected + expected ? (100 * (latDrain.total_frames + drain.total_frames)) / (latExpected + expected) : NaN;
-    if (pub.bad) r.notes.push(`throughput: ${pub.bad} publish requests failed (first status ${pub.first_bad_status})`);
-    if (drain.sub_closed_by_peer) r.notes.push(`throughput: server closed ${drain.sub_closed_by_peer} subscribers (slow-subscriber cut?)`);
-    log(
-      `${name}: ${events} events -> ${drain.total_frames} deliveries in ${windowS.toFixed(2)} s = ${Math.round(r.deliveriesPerSec)}/s, ` +
-        `${r.cpuUsPerDelivery.toFixed(2)} us/delivery, delivered ${r.satDeliveredPct.toFixed(2)}% (${drain.why}), ` +
-        `server cpu ${r.sat.serverCpuPct.toFixed(0)}% (core 0 busy ${r.sat.core0BusyPct.toFixed(0)}%), ` +
-        `client cpu ${r.sat.clientCpuPct.toFixed(0)}% (core 1 busy ${r.sat.core1BusyPct.toFixed(0)}%)`,
-    );
-
-    // stalled subscribers
-    await client.cmd("close all");
-    // Loopback's 64 KiB MTU lets the kernel autotune each stalled socket's send
-    // buffer to tcp_wmem's max (4 MiB), which would hide the server's own
-    // buffering; a 1500-byte MTU (as on a real network) keeps it under ~1 MiB.
-    if (ctx.inNetns) spawnSync("ip", ["link", "set", "lo", "mtu", "1500"]);
-    await sleep(2000);
-    const rssB = rssKiB(srv.pids());
-    await client.cmd(`stallrcvbuf ${ctx.inNetns ? o.stallRcvbuf : 0}`);
-    const st = await client.cmd(`connect stall ${o.stalled} ${o.connectConcurrency} ${ctx.connectTimeoutMs}`, ctx.connectTimeoutMs + 10000);
-    const rd = await client.cmd(`connect sub ${o.readers} ${o.connectConcurrency} ${ctx.connectTimeoutMs}`, ctx.connectTimeoutMs + 10000);
-    await client.cmd("reset");
-    const bigFile = path.join(ctx.work, `${name}.big.req`);
-    fs.writeFileSync(bigFile, def.publish(["x".repeat(o.stallBytes)]));
-    const series = [];
-    const t0 = Date.now();
-    const sample = () => series.push({ t: (Date.now() - t0) / 1000, rssKiB: rssKiB(srv.pids()) });
-    sample();
-    const timer = setInterval(sample, 1000);
-    let stallPub;
-    try {
-      stallPub = await client.cmd(
-        `pub 1 ${o.stallSeconds * 1000} ${Math.round(1e6 / o.stallRate)} ${bigFile}`,
-        o.stallSeconds * 1000 + 20000,
-      );
-      await sleep(2000);
-    } finally {
-      clearInterval(timer);
-    }
-    sample();
-    const stc = await client.cmd("count");
-    r.stalled = {
-      stalled: st.ok,
-      readers: rd.ok,
-      published: stallPub.ok,
-      skipped: stallPub.skipped,
-      rateTarget: o.stallRate,
-      bytes: o.stallBytes,
-      rssBeforeKiB: rssB,
-      rssPeakKiB: Math.max(...series.map((s) => s.rssKiB)),
-      rssEndKiB: series[series.length - 1].rssKiB,
-      cutByServer: stc.stall_closed_by_peer,
-      readersClosed: stc.sub_closed_by_peer,
-      readersMinPct: stallPub.ok ? (100 * stc.min_frames) / stallPub.ok : NaN,
-      series,
-    };
-    log(
-      `${name}: stalled ${st.ok}: RSS ${(rssB / 1024).toFixed(0)} -> peak ${(r.stalled.rssPeakKiB / 1024).toFixed(0)} MiB, ` +
-        `end ${(r.stalled.rssEndKiB / 1024).toFixed(0)} MiB, cut by server ${stc.stall_closed_by_peer}; ${stallPub.ok} events published`,
-    );
+    await fn(srv, client);
     await client.cmd("close all");
     await client.cmd("quit").catch(() => {});
   } finally {
-    if (ctx.inNetns) spawnSync("ip", ["link", "set", "lo", "mtu", "65536"]);
     await stop(client.proc, 1000);
     await stop(srv.child);
     for (const c of srv.extra || []) await stop(c);
-    if (srv.child.exitCode && srv.child.exitCode !== 0 && srv.child.signalCode === null) r.notes.push(`server log:\n${tail(srv.logFile)}`);
+    if (srv.child.exitCode && srv.child.signalCode === null) r.notes.push(`server exited with ${srv.child.exitCode}; log:\n${tail(srv.logFile)}`);
+  }
+}
+
+async function benchServer(ctx, name, def) {
+  const r = { name, label: def.label, notes: [] };
+  await withServer(ctx, name, def, r, (srv, client) => mainPhases(ctx, name, def, r, srv, client));
+  // The stalled phase gets a fresh server, so that its RSS does not carry
+  // garbage from the 10,000 subscribers before. Loopback's 64 KiB MTU lets
+  // the kernel autotune each stalled socket's send buffer to tcp_wmem's max
+  // (4 MiB), which would hide the server's own buffering; with a 1500-byte MTU
+  // (as on a real network) and a small receive buffer on the stalled side it
+  // stays around 100-150 KiB.
+  if (ctx.inNetns) spawnSync("ip", ["link", "set", "lo", "mtu", "1500"]);
+  try {
+    await withServer(ctx, name, def, r, (srv, client) => stalledPhase(ctx, name, def, r, srv, client));
+  } catch (e) {
+    if (e.skip) throw e;
+    r.notes.push(`stalled phase failed: ${e.message}`);
+    log(`${name}: stalled phase FAILED: ${e.message}`);
+  } finally {
+    if (ctx.inNetns) spawnSync("ip", ["link", "set", "lo", "mtu", "65536"]);
   }
   return r;
+}
+
+async function mainPhases(ctx, name, def, r, srv, client) {
+  const o = ctx.o;
+  const cpuPids = () => (srv.cpuPids ? srv.cpuPids() : srv.pids());
+  const N = o.subscribers;
+
+  // (a) connects/s and (b) memory per subscriber
+  await sleep(1000);
+  const rss0 = rssKiB(srv.pids());
+  const cpuC0 = cpuUs(cpuPids());
+  const con = await client.cmd(`connect sub ${N} ${o.connectConcurrency} ${ctx.connectTimeoutMs}`, ctx.connectTimeoutMs + 10000);
+  const cpuC1 = cpuUs(cpuPids());
+  r.connected = con.ok;
+  r.connectsPerSec = con.ok / con.elapsed_s;
+  r.connectServerCpuPct = (100 * (cpuC1 - cpuC0)) / 1e6 / con.elapsed_s;
+  if (con.ok < N) r.notes.push(`connect: only ${con.ok}/${N} subscribers (${con.failed} failed, ${con.timedout} timed out: ${con.err})`);
+  log(`${name}: ${con.ok} connected in ${con.elapsed_s.toFixed(2)} s (${Math.round(r.connectsPerSec)}/s)`);
+  await sleep(2000);
+  const rss1 = rssKiB(srv.pids());
+  r.rssIdleKiB = rss0;
+  r.rssConnectedKiB = rss1;
+  r.kibPerSub = con.ok ? (rss1 - rss0) / con.ok : NaN;
+
+  // (c) latency at a low rate
+  await client.cmd("reset");
+  await client.cmd("lat on");
+  const start = nowUs() + 500_000;
+  const step = Math.round(1e6 / o.latRate);
+  const recs = [];
+  for (let i = 0; i < o.latEvents; i++) {
+    const t = start + i * step;
+    const req = def.publish([String(t)]);
+    recs.push(Buffer.from(`${t} ${req.length}\n`, "latin1"), req);
+  }
+  const schedFile = path.join(ctx.work, `${name}.sched`);
+  fs.writeFileSync(schedFile, Buffer.concat(recs));
+  const sched = await client.cmd(`sched ${schedFile}`, (o.latEvents / o.latRate) * 1000 + 20000);
+  const latDrain = await client.cmd(`drain ${sched.ok} 15000 3000`, 20000);
+  await client.cmd("lat off");
+  const lat = await client.cmd("latreport");
+  r.latency = { ...lat, published: sched.ok, bad: sched.bad, lateMaxUs: sched.late_max_us };
+  r.p50ms = lat.count ? lat.p50_us / 1000 : NaN;
+  r.p99ms = lat.count ? lat.p99_us / 1000 : NaN;
+  const latExpected = sched.ok * latDrain.open_sub;
+  r.latDeliveredPct = latExpected ? (100 * latDrain.total_frames) / latExpected : NaN;
+  if (sched.bad) r.notes.push(`latency: ${sched.bad} publish requests failed (first status ${sched.first_bad_status})`);
+  if (latDrain.sub_closed_by_peer) r.notes.push(`latency: server closed ${latDrain.sub_closed_by_peer} subscribers`);
+  log(`${name}: latency p50 ${r.p50ms.toFixed(2)} ms p99 ${r.p99ms.toFixed(2)} ms (${lat.count} samples)`);
+
+  // (d) saturated throughput, (e) delivery
+  const satReset = await client.cmd("reset");
+  const satFile = path.join(ctx.work, `${name}.sat.req`);
+  fs.writeFileSync(satFile, def.publish(Array.from({ length: o.batch }, () => "hello")));
+  const cpuS0 = cpuUs(cpuPids());
+  const core0 = coreBusyUs();
+  const rssS0 = rssKiB(srv.pids());
+  const pub = await client.cmd(`pub ${o.publishers} ${o.satSeconds * 1000} 0 ${satFile}`, o.satSeconds * 1000 + 20000);
+  const events = pub.ok * (name === "nchan" ? 1 : o.batch);
+  const drain = await client.cmd(`drain ${events} ${ctx.drainTimeoutMs} 3000`, ctx.drainTimeoutMs + 5000);
+  const cpuS1 = cpuUs(cpuPids());
+  const core1 = coreBusyUs();
+  const windowS = Math.max(1e-6, (drain.last_frame_us - pub.t0_us) / 1e6);
+  r.sat = {
+    publishedRequests: pub.ok,
+    events,
+    badRequests: pub.bad,
+    deliveries: drain.total_frames,
+    windowS,
+    publishS: pub.elapsed_s,
+    subscribers: drain.open_sub,
+    minPerSub: drain.min_frames,
+    eventsPerRead: drain.reads ? drain.total_frames / drain.reads : NaN,
+    closedByServer: drain.sub_closed_by_peer,
+    drain: drain.why,
+    serverCpuPct: (100 * (cpuS1 - cpuS0)) / 1e6 / windowS,
+    clientCpuPct: (100 * (drain.cpu_us - satReset.cpu_us)) / 1e6 / windowS,
+    core0BusyPct: (100 * (core1[0].busy - core0[0].busy)) / 1e6 / windowS,
+    core1BusyPct: (100 * (core1[1].busy - core0[1].busy)) / 1e6 / windowS,
+    core0SoftirqPct: (100 * (core1[0].softirq - core0[0].softirq)) / 1e6 / windowS,
+    core1SoftirqPct: (100 * (core1[1].softirq - core0[1].softirq)) / 1e6 / windowS,
+    rssPeakKiB: Math.max(rssS0, rssKiB(srv.pids())),
+  };
+  r.deliveriesPerSec = drain.total_frames / windowS;
+  r.cpuUsPerDelivery = drain.total_frames ? (cpuS1 - cpuS0) / drain.total_frames : NaN;
+  const expected = events * con.ok;
+  r.satDeliveredPct = expected ? (100 * drain.total_frames) / expected : NaN;
+  r.deliveredPct = latExpected + expected ? (100 * (latDrain.total_frames + drain.total_frames)) / (latExpected + expected) : NaN;
+  if (pub.bad) r.notes.push(`throughput: ${pub.bad} publish requests failed (first status ${pub.first_bad_status})`);
+  if (drain.sub_closed_by_peer) r.notes.push(`throughput: server closed ${drain.sub_closed_by_peer} subscribers (slow-subscriber cut?)`);
+  log(
+    `${name}: ${events} events -> ${drain.total_frames} deliveries in ${windowS.toFixed(2)} s = ${Math.round(r.deliveriesPerSec)}/s, ` +
+      `${r.cpuUsPerDelivery.toFixed(2)} us/delivery, delivered ${r.satDeliveredPct.toFixed(2)}% (${drain.why}), ` +
+      `server cpu ${r.sat.serverCpuPct.toFixed(0)}% (core 0 busy ${r.sat.core0BusyPct.toFixed(0)}%), ` +
+      `client cpu ${r.sat.clientCpuPct.toFixed(0)}% (core 1 busy ${r.sat.core1BusyPct.toFixed(0)}%)`,
+  );
+
+}
+
+async function stalledPhase(ctx, name, def, r, srv, client) {
+  const o = ctx.o;
+  await sleep(1000);
+  const rssB = rssKiB(srv.pids());
+  await client.cmd(`stallrcvbuf ${ctx.inNetns ? o.stallRcvbuf : 0}`);
+  const st = await client.cmd(`connect stall ${o.stalled} ${o.connectConcurrency} ${ctx.connectTimeoutMs}`, ctx.connectTimeoutMs + 10000);
+  const rd = await client.cmd(`connect sub ${o.readers} ${o.connectConcurrency} ${ctx.connectTimeoutMs}`, ctx.connectTimeoutMs + 10000);
+  await client.cmd("reset");
+  const bigFile = path.join(ctx.work, `${name}.big.req`);
+  fs.writeFileSync(bigFile, def.publish(["x".repeat(o.stallBytes)]));
+  const series = [];
+  const t0 = Date.now();
+  const sample = () =>
+    series.push({ t: (Date.now() - t0) / 1000, rssKiB: rssKiB(srv.pids()), established: establishedTo(srv.port) });
+  sample();
+  const timer = setInterval(sample, 1000);
+  let stallPub;
+  try {
+    stallPub = await client.cmd(
+      `pub 1 ${o.stallSeconds * 1000} ${Math.round(1e6 / o.stallRate)} ${bigFile}`,
+      o.stallSeconds * 1000 + 20000,
+    );
+    await sleep(2000);
+  } finally {
+    clearInterval(timer);
+  }
+  sample();
+  const stc = await client.cmd("count");
+  // A server that drops a stalled subscriber closes its socket, but the FIN
+  // waits behind the unread bytes, so the client never sees it: count the
+  // server's side of the connections that are still established instead.
+  const estab = series[series.length - 1].established;
+  const cutSeen = estab >= 0 ? Math.max(0, st.ok + stc.open_sub - estab) : 0;
+  r.stalled = {
+    stalled: st.ok,
+    readers: rd.ok,
+    published: stallPub.ok,
+    skipped: stallPub.skipped,
+    rateTarget: o.stallRate,
+    bytes: o.stallBytes,
+    rssIdleKiB: rssB,
+    rssBeforeKiB: series[0].rssKiB,
+    rssPeakKiB: Math.max(...series.map((s) => s.rssKiB)),
+    rssEndKiB: series[series.length - 1].rssKiB,
+    cutByServer: Math.max(cutSeen, stc.stall_closed_by_peer),
+    readersClosed: stc.sub_closed_by_peer,
+    readersMinPct: stallPub.ok ? (100 * stc.min_frames) / stallPub.ok : NaN,
+    series,
+  };
+  log(
+    `${name}: stalled ${st.ok}: RSS ${(r.stalled.rssBeforeKiB / 1024).toFixed(0)} -> peak ${(r.stalled.rssPeakKiB / 1024).toFixed(0)} MiB, ` +
+      `end ${(r.stalled.rssEndKiB / 1024).toFixed(0)} MiB, cut by server ${r.stalled.cutByServer}; ${stallPub.ok} events published`,
+  );
 }
 
 // ---------------------------------------------------------------- report
@@ -784,7 +824,7 @@ function report(o, info, results, notes) {
   );
   L.push("");
   L.push(
-    "| server | connects/s | KiB/subscriber | p50 ms | p99 ms | deliveries/s | CPU µs/delivery | delivered % | stalled: RSS before→peak, end; cut |",
+    "| server | connects/s | KiB/subscriber | p50 ms | p99 ms | deliveries/s | CPU µs/delivery | delivered % | stalled: RSS start→peak, end; cut |",
   );
   L.push("|---|---:|---:|---:|---:|---:|---:|---:|---|");
   for (const r of results) {
@@ -804,7 +844,7 @@ function report(o, info, results, notes) {
     L.push("");
     L.push("| server | connects/s ↑ | KiB/subscriber ↓ | p50 ↓ | p99 ↓ | deliveries/s ↑ | CPU µs/delivery ↓ | stalled peak RSS growth ↓ |");
     L.push("|---|---:|---:|---:|---:|---:|---:|---:|");
-    const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(2)}×` : "–");
+    const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : "–");
     const growth = (r) => (r.stalled ? r.stalled.rssPeakKiB - r.stalled.rssBeforeKiB : NaN);
     for (const r of results) {
       if (r.skipped || r.error) continue;
@@ -819,25 +859,28 @@ function report(o, info, results, notes) {
   L.push("## Details");
   L.push("");
   L.push(
-    "| server | connected | server CPU % while connecting | events published (throughput) | deliveries | window s | server CPU % | core 0 busy % (softirq) | load-client CPU % | core 1 busy % (softirq) | min events/subscriber | latency samples | publish lateness max µs | stalled: events published, readers' min % |",
+    "| server | connected | server CPU % while connecting | events published (throughput) | deliveries | window s | server CPU % | core 0 busy % (softirq) | load-client CPU % | core 1 busy % (softirq) | events per client read | min events/subscriber | latency samples | publish lateness max µs | stalled: events published, readers' min % |",
   );
-  L.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+  L.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
   for (const r of results) {
     if (r.skipped || r.error || !r.sat) continue;
     const s = r.sat;
     L.push(
       `| ${r.label} | ${r.connected} | ${fmt(r.connectServerCpuPct, 0)} | ${fmtInt(s.events)} | ${fmtInt(s.deliveries)} | ${fmt(s.windowS, 2)} | ` +
         `${fmt(s.serverCpuPct, 0)} | ${fmt(s.core0BusyPct, 0)} (${fmt(s.core0SoftirqPct, 0)}) | ${fmt(s.clientCpuPct, 0)} | ` +
-        `${fmt(s.core1BusyPct, 0)} (${fmt(s.core1SoftirqPct, 0)}) | ${s.minPerSub} | ${r.latency.count} | ${r.latency.lateMaxUs} | ` +
+        `${fmt(s.core1BusyPct, 0)} (${fmt(s.core1SoftirqPct, 0)}) | ${fmt(s.eventsPerRead, 2)} | ${s.minPerSub} | ${r.latency.count} | ${r.latency.lateMaxUs} | ` +
         `${r.stalled ? `${r.stalled.published}, ${fmt(r.stalled.readersMinPct, 1)}%` : "–"} |`,
     );
   }
   L.push("");
-  L.push("Stalled-subscriber RSS over time (MiB, one sample per second from the first publish):");
+  L.push(
+    "Stalled phase, one sample per second from the first publish: server RSS in MiB / server-side connections still established " +
+      `(${o.stalled} stalled + ${o.readers} readers at the start):`,
+  );
   L.push("");
   for (const r of results) {
     if (!r.stalled) continue;
-    L.push(`- ${r.label}: ${r.stalled.series.map((s) => mib(s.rssKiB)).join(" ")}`);
+    L.push(`- ${r.label}: ${r.stalled.series.map((s) => `${mib(s.rssKiB)}/${s.established}`).join(" ")}`);
   }
   const allNotes = [...notes];
   for (const r of results) for (const n of r.notes || []) allNotes.push(`${r.label}: ${n}`);

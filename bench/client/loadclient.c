@@ -92,6 +92,7 @@ static int stall_rcvbuf;
 
 /* counters */
 static uint64_t total_frames;
+static uint64_t sub_reads; /* reads that returned data on reading subscribers */
 static uint64_t last_frame_us;
 static int open_sub, open_stall, open_pub;
 static uint64_t sub_closed_by_peer, stall_closed_by_peer;
@@ -506,6 +507,7 @@ static void on_readable(conn *c) {
     }
     if (r < 0) return;
     now_us_cache = now_us();
+    if (c->kind == K_SUB) sub_reads++;
     const char *p = rbuf;
     size_t n = (size_t)r;
     while (n > 0) {
@@ -630,10 +632,10 @@ static void counters_reply(const char *cmd, const char *extra) {
   }
   if (mn == UINT64_MAX) mn = 0;
   reply("\"cmd\":\"%s\"%s,\"total_frames\":%llu,\"min_frames\":%llu,\"max_frames\":%llu,\"open_sub\":%d,\"open_stall\":%d,"
-        "\"sub_closed_by_peer\":%llu,\"stall_closed_by_peer\":%llu,\"last_frame_us\":%llu",
+        "\"sub_closed_by_peer\":%llu,\"stall_closed_by_peer\":%llu,\"last_frame_us\":%llu,\"reads\":%llu",
         cmd, extra, (unsigned long long)total_frames, (unsigned long long)mn, (unsigned long long)mx, open_sub, open_stall,
         (unsigned long long)sub_closed_by_peer, (unsigned long long)stall_closed_by_peer,
-        (unsigned long long)last_frame_us);
+        (unsigned long long)last_frame_us, (unsigned long long)sub_reads);
 }
 
 static void dr_check(void) {
@@ -762,6 +764,7 @@ static void command(char *line) {
   } else if (!strcmp(a, "reset")) {
     for (int fd = 0; fd < MAXFD; fd++) if (conns[fd]) conns[fd]->frames = 0;
     total_frames = 0;
+    sub_reads = 0;
     last_frame_us = 0;
     sub_closed_by_peer = stall_closed_by_peer = 0;
     reply("\"cmd\":\"reset\"");
