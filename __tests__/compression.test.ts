@@ -1,0 +1,111 @@
+/**
+ * The `compression` middleware in front of the router (a common Express
+ * setup) must not hold events back: the stream carries `Cache-Control:
+ * no-transform`, which compression respects, so each event reaches a client
+ * that sends `Accept-Encoding: gzip` at once, byte for byte.
+ */
+import compression from "compression";
+import request from "supertest";
+import { subscribeToken } from "../src/tokens";
+import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";
+
+/** Replace ids (`id:<epoch>-<n>`) by `id:#` so frames compare byte for byte. */
+const normalize = (text: string) => text.replace(/^id:[0-9a-z]+-[0-9]+$/gm, "id:#");
+
+describe.each([
+  ["compression() defaults", {}],
+  ["compression({ threshold: 0 }) (compress everything it may)", { threshold: 0 }],
+])("%s", (_name, compressionOptions) => {
+  let srv: TestServer;
+  beforeAll(async () => {
+    srv = await startServer({ retry: 0, health: true }, "/sse", (app) => {
+      app.use(compression(compressionOptions));
+    });
+  });
+  afterAll(async () => {
+    await srv.close();
+  });
+
+  const url = (topics: string[]) => `${srv.base}/events?token=${subscribeToken(SECRET, topics)}`;
+
+  test.each(["gzip", "gzip, deflate, br", "br;q=1.0, gzip;q=0.8, *;q=0.1"])(
+    "Accept-Encoding: %s: not encoded, heartbeat and each event arrive at once",
+    async (acceptEncoding) => {
+      const s = new RawStream(url(["c"]), { "Accept-Encoding": acceptEncoding });
+      await s.opened;
+      expect(s.status).toBe(200);
+      expect(s.headers["content-encoding"]).toBeUndefined();
+      expect(s.headers["cache-control"]).toBe("no-cache, no-transform");
+      expect(s.headers["content-type"]).toBe("text/event-stream");
+      await s.until((t) => t === ":\n\n", 1000);
+
+      for (let i = 0; i < 3; i++) {
+        const started = Date.now();
+        await srv.router.publish([{ topic: "c", event: "tick", data: `n${i}\nsecond line` }]);
+        await s.until((t) => t.includes(`data:n${i}\n`), 1000);
+        expect(Date.now() - started).toBeLessThan(1000);
+      }
+      expect(normalize(s.text)).toBe(
+        ":\n\n" + [0, 1, 2].map((i) => `event:tick\ndata:n${i}\ndata:second line\nid:#\n\n`).join(""),
+      );
+      s.close();
+    },
+  );
+
+  test("a small event in a quiet stream is not held for a compression window", async () => {
+    const s = new RawStream(url(["quiet"]), { "Accept-Encoding": "gzip" });
+    await s.until((t) => t === ":\n\n", 1000);
+    // Nothing else flows: a buffering compressor would keep these few bytes forever.
+    await new Promise((r) => setTimeout(r, 100));
+    await srv.router.publish([{ topic: "quiet", event: "x", data: "" }]);
+    await s.until((t) => t.includes("event:x\n"), 1000);
+    s.close();
+  });
+
+  test("many events through the middleware: all of them, in order", async () => {
+    const s = new RawStream(url(["many"]), { "Accept-Encoding": "gzip" });
+    await s.until((t) => t === ":\n\n", 1000);
+    const n = 500;
+    for (let i = 0; i < n; i += 50) {
+      await srv.router.publish(Array.from({ length: 50 }, (_, j) => ({ topic: "many", event: "e", data: `${i + j} ${"x".repeat(200)}` })));
+    }
+    await s.until((t) => t.includes(`data:${n - 1} `), 5000);
+    expect(parseEvents(s.text).map((e) => Number(e.data.split(" ")[0]))).toEqual(Array.from({ length: n }, (_, i) => i));
+    s.close();
+  });
+
+  test("a client that goes away is removed, as without the middleware", async () => {
+    const before = srv.router.stats.disconnects.client;
+    const s = new RawStream(url(["gone"]), { "Accept-Encoding": "gzip" });
+    await s.until((t) => t === ":\n\n", 1000);
+    s.close();
+    await eventually(() => srv.router.stats.disconnects.client === before + 1, 5000, "client disconnect");
+  });
+
+  test("the middleware is really active: other answers may still be compressed", async () => {
+    // Control: with threshold 0, the JSON of /health is gzip-encoded; the stream above was not.
+    const res = await request(srv.server).get("/sse/health").set("Accept-Encoding", "gzip");
+    expect(res.status).toBe(200);
+    if ((compressionOptions as { threshold?: number }).threshold === 0) {
+      expect(res.headers["content-encoding"]).toBe("gzip");
+    }
+    // supertest has already gunzipped the body.
+    expect(res.body).toMatchObject({ status: "ok" });
+  });
+
+  test("POST /submit and errors work behind the middleware", async () => {
+    const { submitToken } = await import("../src/tokens");
+    const s = new RawStream(url(["sub"]), { "Accept-Encoding": "gzip" });
+    await s.until((t) => t === ":\n\n", 1000);
+    const ok = await request(srv.server)
+      .post("/sse/submit")
+      .set("Accept-Encoding", "gzip")
+      .send(submitToken(SECRET, [{ topic: "sub", event: "via-submit", data: "d" }]));
+    expect(ok.status).toBe(200);
+    await s.until((t) => t.includes("event:via-submit\n"), 1000);
+    const bad = await request(srv.server).get("/sse/events").set("Accept-Encoding", "gzip");
+    expect(bad.status).toBe(401);
+    expect(bad.body.error).toBe("token_missing");
+    s.close();
+  });
+});
