@@ -6,7 +6,7 @@
  */
 import compression from "compression";
 import request from "supertest";
-import { subscribeToken } from "../src/tokens";
+import { submitToken, subscribeToken } from "../src/tokens";
 import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";
 
 /** Replace ids (`id:<epoch>-<n>`) by `id:#` so frames compare byte for byte. */
@@ -94,7 +94,6 @@ describe.each([
   });
 
   test("POST /submit and errors work behind the middleware", async () => {
-    const { submitToken } = await import("../src/tokens");
     const s = new RawStream(url(["sub"]), { "Accept-Encoding": "gzip" });
     await s.until((t) => t === ":\n\n", 1000);
     const ok = await request(srv.server)
