@@ -108,3 +108,46 @@ describe.each([
     s.close();
   });
 });
+
+describe("a compressor that ignores no-transform", () => {
+  let srv: TestServer;
+  beforeAll(async () => {
+    srv = await startServer({ retry: 0 }, "/sse", (app) => {
+      app.use(compression({ threshold: 0 }));
+      // Strip `no-transform`, as a misbehaving proxy or middleware would, so the stream IS gzipped.
+      app.use((_req, res, next) => {
+        const writeHead = res.writeHead;
+        res.writeHead = function (this: typeof res, status: number, headers?: unknown) {
+          if (headers && typeof headers === "object" && "Cache-Control" in headers) {
+            headers = { ...(headers as Record<string, string>), "Cache-Control": "no-cache" };
+          }
+          return (writeHead as (s: number, h?: unknown) => typeof res).call(this, status, headers);
+        } as typeof res.writeHead;
+        next();
+      });
+    });
+  });
+  afterAll(async () => {
+    await srv.close();
+  });
+
+  test("events still arrive at once: the hub flushes the compressor after each write", async () => {
+    const zlib = await import("node:zlib");
+    const http = await import("node:http");
+    let text = "";
+    const req = http.get(`${srv.base}/events?token=${subscribeToken(SECRET, ["gz"])}`, {
+      headers: { "Accept-Encoding": "gzip" },
+      agent: false,
+    });
+    const res = await new Promise<import("node:http").IncomingMessage>((resolve) => req.on("response", resolve));
+    expect(res.headers["content-encoding"]).toBe("gzip");
+    const gunzip = res.pipe(zlib.createGunzip());
+    gunzip.on("data", (d: Buffer) => (text += d.toString()));
+    gunzip.on("error", () => undefined);
+    await eventually(() => text === ":\n\n", 2000, "heartbeat through gzip");
+    await srv.router.publish([{ topic: "gz", event: "zipped", data: "hello" }]);
+    await eventually(() => text.includes("data:hello\n"), 2000, "event through gzip");
+    expect(normalize(text)).toBe(":\n\nevent:zipped\ndata:hello\nid:#\n\n");
+    req.destroy();
+  });
+});

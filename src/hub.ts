@@ -22,6 +22,8 @@ export interface Sink {
   readonly writableLength: number;
   readonly destroyed: boolean;
   once(event: "close", listener: () => void): unknown;
+  /** Added by `compression` and similar middleware: push buffered output out now. */
+  flush?: () => void;
 }
 
 /**
@@ -158,6 +160,7 @@ export class Hub {
     const { retry, retryJitter } = this.options;
     if (retry > 0) hello = Buffer.concat([HEARTBEAT, frameRetry(retry + Math.random() * retryJitter)]);
     sink.write(hello);
+    sink.flush?.();
     if (lastEventId !== undefined) {
       // Registered above before asking the broker, so every event that is not
       // in the replay arrives live; live ones are held until the replay is out.
@@ -291,6 +294,8 @@ export class Hub {
         lastBytes = data;
       }
       out.write(data);
+      // A middleware that compresses despite `no-transform` buffers until told.
+      if (direct === undefined) sub.sink.flush?.();
       this.counters.eventsDelivered += events;
     }
   };
