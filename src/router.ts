@@ -260,29 +260,22 @@ function toSseError(err: unknown): SseError | undefined {
   return new SseError("internal", "internal error");
 }
 
+/** Prometheus metrics: name, type, help, and how to read the value from stats. */
+const METRICS: ReadonlyArray<readonly [string, "gauge" | "counter", string, (s: HubStats) => number]> = [
+  ["sse_subscribers", "gauge", "Connected subscribers.", (s) => s.subscribers],
+  ["sse_topics", "gauge", "Topics with at least one subscriber.", (s) => s.topics],
+  ["sse_events_published_total", "counter", "Events received from the broker.", (s) => s.eventsPublished],
+  ["sse_events_delivered_total", "counter", "Event frames written to subscribers.", (s) => s.eventsDelivered],
+  ["sse_replays_total", "counter", "Resumes served from history.", (s) => s.replays],
+  ["sse_resets_total", "counter", "Resumes answered with sse:reset.", (s) => s.resets],
+];
+
 function prometheus(stats: HubStats): string {
-  const lines = [
-    "# HELP sse_subscribers Connected subscribers.",
-    "# TYPE sse_subscribers gauge",
-    `sse_subscribers ${stats.subscribers}`,
-    "# HELP sse_topics Topics with at least one subscriber.",
-    "# TYPE sse_topics gauge",
-    `sse_topics ${stats.topics}`,
-    "# HELP sse_events_published_total Events received from the broker.",
-    "# TYPE sse_events_published_total counter",
-    `sse_events_published_total ${stats.eventsPublished}`,
-    "# HELP sse_events_delivered_total Event frames written to subscribers.",
-    "# TYPE sse_events_delivered_total counter",
-    `sse_events_delivered_total ${stats.eventsDelivered}`,
-    "# HELP sse_replays_total Resumes served from history.",
-    "# TYPE sse_replays_total counter",
-    `sse_replays_total ${stats.replays}`,
-    "# HELP sse_resets_total Resumes answered with sse:reset.",
-    "# TYPE sse_resets_total counter",
-    `sse_resets_total ${stats.resets}`,
-    "# HELP sse_disconnects_total Subscriber disconnects by reason.",
-    "# TYPE sse_disconnects_total counter",
-    ...Object.entries(stats.disconnects).map(([reason, n]) => `sse_disconnects_total{reason="${reason}"} ${n}`),
-  ];
+  const lines: string[] = [];
+  for (const [name, type, help, read] of METRICS) {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${read(stats)}`);
+  }
+  lines.push("# HELP sse_disconnects_total Subscriber disconnects by reason.", "# TYPE sse_disconnects_total counter");
+  for (const [reason, n] of Object.entries(stats.disconnects)) lines.push(`sse_disconnects_total{reason="${reason}"} ${n}`);
   return lines.join("\n") + "\n";
 }
