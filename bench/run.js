@@ -1014,6 +1014,8 @@ async function run(o, notes, inNetns) {
     };
     ctx.tok = codec(ctx.secret);
     ctx.clientBin = compileClient(work);
+    await require("./client/selftest").main(ctx.clientBin);
+    log("load client self-test passed");
     const nTokens = o.subscribers + o.stalled + o.readers;
     log(`encoding ${nTokens} subscribe tokens`);
     const lines = [];
