@@ -28,7 +28,12 @@
  *   comes back empty, the stream and the epoch are gone together and a new
  *   epoch is created, so every id issued before is recognised as unknown and
  *   resuming clients get `sse:reset` (a bare stream id could instead look
- *   like a valid old id once new entries had larger ids).
+ *   like a valid old id once new entries had larger ids). If Redis comes
+ *   back with an older copy of the stream (a snapshot, a lost AOF tail), the
+ *   first instance to reconnect notices (its last read id or its count of
+ *   entries is ahead of the stream) and renews the epoch, before any
+ *   instance publishes again: ids in the lost stretch cannot be resumed
+ *   from as if nothing had happened.
  * - History is the stream itself, trimmed approximately (`MAXLEN ~` per
  *   entry, `MINID ~` per batch by age on the Redis clock). Resume reads it
  *   with XRANGE in chunks; `XINFO STREAM` (first entry) tells whether
@@ -80,6 +85,8 @@ interface StreamId {
 
 interface StreamInfo {
   readonly lastGenerated: StreamId;
+  /** Redis 7+: entries ever added to this stream (0 when unknown). */
+  readonly entriesAdded: number;
   /** Redis 7+: the largest id ever removed with XDEL (trimming does not record it). */
   readonly maxDeleted: StreamId | undefined;
   /** Id of the oldest entry still in the stream. */
@@ -116,6 +123,59 @@ function parseEventId(id: string): { epoch: string; id: StreamId } | undefined {
   return EPOCH.test(epoch) && streamId ? { epoch, id: streamId } : undefined;
 }
 
+/**
+ * The epoch key holds `<epoch>@<stream id>`: the epoch, and from where in the
+ * stream it is valid (`0-0` for a stream that started empty). Readers that
+ * see a new epoch continue from there.
+ */
+function parseEpochValue(value: unknown): { epoch: string; from: StreamId } {
+  const text = String(value);
+  const at = text.indexOf("@");
+  if (at === -1) return { epoch: text, from: ZERO };
+  return { epoch: text.slice(0, at), from: parseStreamId(text.slice(at + 1)) ?? ZERO };
+}
+
+/**
+ * Runs on every (re)connect of either connection, atomically: creates the
+ * epoch if missing (Redis came back empty, or first use), and renews it if
+ * the stream went back in time compared with what this instance saw (its
+ * last read id, or its count of entries ever added). Returns
+ * `[epochValue, lastGeneratedId, entriesAdded]`.
+ *
+ * KEYS: epoch key, stream key. ARGV: candidate epoch, known epoch ("" if
+ * none), known last read id, known entries-added.
+ */
+const SYNC_SCRIPT = `
+local function id(text)
+  local ms, seq = string.match(text, "^(%d+)-(%d+)$")
+  return tonumber(ms or 0), tonumber(seq or 0)
+end
+local function less(a, b)
+  local am, as = id(a)
+  local bm, bs = id(b)
+  return am < bm or (am == bm and as < bs)
+end
+local head, added = "0-0", 0
+if redis.call("EXISTS", KEYS[2]) == 1 then
+  local info = redis.call("XINFO", "STREAM", KEYS[2])
+  for i = 1, #info, 2 do
+    if info[i] == "last-generated-id" then head = info[i + 1]
+    elseif info[i] == "entries-added" then added = tonumber(info[i + 1]) end
+  end
+end
+local value = redis.call("GET", KEYS[1])
+if not value then
+  value = ARGV[1] .. "@0-0"
+  redis.call("SET", KEYS[1], value)
+elseif ARGV[2] ~= "" and string.match(value, "^[^@]+") == ARGV[2] then
+  if less(head, ARGV[3]) or added < tonumber(ARGV[4]) then
+    value = ARGV[1] .. "@" .. head
+    redis.call("SET", KEYS[1], value)
+  end
+end
+return {value, head, added}
+`;
+
 function newEpoch(): string {
   // 48 random bits in base 36: short in every frame, unique enough per Redis dataset.
   return parseInt(randomBytes(6).toString("hex"), 16).toString(36);
@@ -129,6 +189,7 @@ function parseInfo(reply: unknown): StreamInfo | undefined {
   const first = map.get("first-entry");
   return {
     lastGenerated: parseStreamId(map.get("last-generated-id")) ?? ZERO,
+    entriesAdded: Number(map.get("entries-added")) || 0,
     maxDeleted: parseStreamId(map.get("max-deleted-entry-id")),
     firstEntry: Array.isArray(first) ? parseStreamId(first[0]) : undefined,
     length: Number(map.get("length")) || 0,
@@ -199,6 +260,10 @@ export class RedisBroker implements Broker {
   private cursor: StreamId = ZERO;
   /** The reader must re-check epoch and position before reading (start, reconnect, error). */
   private needSync = true;
+  /** Highest `entries-added` seen for the current epoch (detects a stream restored from an older copy). */
+  private knownAdded = 0;
+  /** The command connection ran the sync script since it (re)connected; publishing waits for it. */
+  private cmdSynced: Promise<void> | undefined;
   /** Next read is a MULTI with XINFO to detect entries trimmed before we read them. */
   private needCheck = true;
   private down = false;
@@ -235,18 +300,22 @@ export class RedisBroker implements Broker {
     // CLIENT LIST shows `<name>:cmd` and `<name>:reader` for each instance.
     const name = options.redis?.connectionName ?? "sse-server";
     this.cmd = new Redis(url, { ...base, commandTimeout: publishTimeout, connectionName: name + ":cmd" } as RedisOptions);
-    // The reader's command timeout is its watchdog: a blocked XREAD that outlives BLOCK by far means a hung server.
+    // The reader's command timeout is its watchdog: a blocked XREAD that outlives BLOCK by far means a hung
+    // server. The margin is wide so that a CPU-starved process (event loop late) is not mistaken for one.
     this.reader = new Redis(url, {
       ...base,
-      commandTimeout: this.blockTime + 5000,
+      commandTimeout: this.blockTime + 15_000,
       connectionName: name + ":reader",
     } as RedisOptions);
     const onError = (err: Error) => this.markDown(err);
     this.cmd.on("error", onError);
     this.reader.on("error", onError);
-    // Every reconnect may be to a Redis that restarted: re-check before reading on.
+    // Every reconnect may be to a Redis that restarted: re-check before reading or publishing on.
     this.reader.on("close", () => {
       this.needSync = true;
+    });
+    this.cmd.on("close", () => {
+      this.cmdSynced = undefined;
     });
     this.reader.on("ready", () => this.wake?.());
   }
@@ -281,6 +350,19 @@ export class RedisBroker implements Broker {
     if (this.closed) throw new SseError("closed", "the Redis broker is closed");
     if (events.length === 0) return;
     if (this.epoch === undefined) throw new SseError("broker_unavailable", "not connected to Redis yet; try again");
+    if (this.cmdSynced === undefined) {
+      // First publish on this connection: make sure a restored (older) stream gets a new epoch before anything is added to it.
+      const synced = this.runSync(this.cmd).then(() => undefined);
+      this.cmdSynced = synced;
+      synced.catch(() => {
+        if (this.cmdSynced === synced) this.cmdSynced = undefined;
+      });
+    }
+    try {
+      await this.cmdSynced;
+    } catch (err) {
+      throw new SseError("broker_unavailable", `Redis is unavailable: ${describe(err)}`, { cause: err });
+    }
     const multi = this.cmd.multi();
     for (const e of events) {
       multi.call("XADD", this.key, "MAXLEN", "~", this.historyLength, "*", "t", e.topic, "e", e.event, "d", e.data);
@@ -305,7 +387,7 @@ export class RedisBroker implements Broker {
   async replay(lastEventId: string, topics: ReadonlySet<string>): Promise<ReplayResult> {
     const wanted = parseEventId(lastEventId);
     const multi = this.cmd.multi();
-    multi.call("SET", this.epochKey, newEpoch(), "NX");
+    multi.call("SET", this.epochKey, newEpoch() + "@0-0", "NX");
     multi.call("GET", this.epochKey);
     multi.call("XINFO", "STREAM", this.key);
     if (wanted) multi.call("XRANGE", this.key, "(" + formatStreamId(wanted.id), "+", "COUNT", this.readCount);
@@ -315,7 +397,7 @@ export class RedisBroker implements Broker {
     } catch (err) {
       throw new SseError("broker_unavailable", `Redis is unavailable: ${describe(err)}`, { cause: err });
     }
-    const epoch = String(result(replies, 1));
+    const epoch = parseEpochValue(result(replies, 1)).epoch;
     const info = parseInfo(resultOrUndefined(replies, 2));
     const head = info?.lastGenerated ?? ZERO;
     const headId = compareStreamIds(head, ZERO) > 0 ? epoch + "." + formatStreamId(head) : undefined;
@@ -448,31 +530,44 @@ export class RedisBroker implements Broker {
     }
   }
 
+  /** Runs {@link SYNC_SCRIPT} on `conn` with what this instance knows. */
+  private async runSync(conn: Redis): Promise<{ epoch: string; from: StreamId; head: StreamId; added: number }> {
+    const reply = (await conn.eval(
+      SYNC_SCRIPT,
+      2,
+      this.epochKey,
+      this.key,
+      newEpoch(),
+      this.epoch ?? "",
+      formatStreamId(this.cursor),
+      this.knownAdded,
+    )) as [string, string, number];
+    const { epoch, from } = parseEpochValue(reply[0]);
+    return { epoch, from, head: parseStreamId(reply[1]) ?? ZERO, added: Number(reply[2]) || 0 };
+  }
+
   /**
    * On start and after every reconnect: make sure the stream has an epoch and
-   * decide where to read from. Same epoch: on from the cursor. New epoch (Redis
-   * lost the stream): from the beginning of the new stream.
+   * decide where to read from. Same epoch: on from the cursor. New epoch:
+   * from where it starts (the start of a stream that came back empty, or the
+   * head of a stream restored from an older copy), so nothing new is skipped
+   * and nothing old is delivered twice.
    */
   private async sync(): Promise<void> {
-    const multi = this.reader.multi();
-    multi.call("SET", this.epochKey, newEpoch(), "NX");
-    multi.call("GET", this.epochKey);
-    multi.call("XINFO", "STREAM", this.key);
-    const replies = await multi.exec();
-    const epoch = String(result(replies, 1));
-    const info = parseInfo(resultOrUndefined(replies, 2));
-    const head = info?.lastGenerated ?? ZERO;
+    const { epoch, from, head, added } = await this.runSync(this.reader);
     if (this.epoch === undefined) {
       // First start: live events from now on; older ones are history.
       this.cursor = head;
     } else if (epoch !== this.epoch) {
-      this.log(`stream ${this.key} was lost (Redis restarted empty?); following the new stream from its start, old event ids now get sse:reset`);
-      this.cursor = ZERO;
-    } else if (compareStreamIds(head, this.cursor) < 0) {
-      // Restored from an older snapshot: entries after `head` are new ones; read them all.
-      this.log(`stream ${this.key} is behind the last event read (restored from an older snapshot?); reading on from its head`);
-      this.cursor = head;
+      this.log(
+        compareStreamIds(from, ZERO) === 0
+          ? `stream ${this.key} was lost (Redis restarted empty?); following the new stream from its start, old event ids now get sse:reset`
+          : `stream ${this.key} went back in time (Redis restored an older copy?); reading on from ${formatStreamId(from)}, old event ids now get sse:reset`,
+      );
+      if (compareStreamIds(from, this.cursor) < 0) this.cursor = from;
+      this.knownAdded = 0;
     }
+    this.knownAdded = Math.max(this.knownAdded, added);
     this.epoch = epoch;
   }
 
@@ -483,6 +578,7 @@ export class RedisBroker implements Broker {
     multi.call("XREAD", "COUNT", this.readCount, "STREAMS", this.key, formatStreamId(this.cursor));
     const replies = await multi.exec();
     const info = parseInfo(resultOrUndefined(replies, 0));
+    if (info !== undefined) this.knownAdded = Math.max(this.knownAdded, info.entriesAdded);
     if (info !== undefined && this.trimmedAfter(info, this.cursor)) {
       this.log(
         `this instance fell behind the stream's history (entries after ${formatStreamId(this.cursor)} were trimmed before it read them); ` +

@@ -11,6 +11,23 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 
+/** Every child process started here, killed on exit if a failed test left it running. */
+const children = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of children) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+});
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  return child;
+}
+
 export const SECRET = "5b1c0e7f3a9d2e4c6b8a0f1e3d5c7b9a2f4e6d8c0b1a3f5e7d9c2b4a6f8e0d1c";
 export const CLI = path.join(__dirname, "..", "..", "dist", "cli.js");
 
@@ -71,7 +88,7 @@ export class RedisServer {
   async start(): Promise<void> {
     if (this.proc) return;
     const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir];
-    const proc = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
+    const proc = track(spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] }));
     this.proc = proc;
     let output = "";
     const ready = new Promise<void>((resolve, reject) => {
@@ -139,10 +156,12 @@ export class CliServer {
 
   /** Starts `node dist/cli.js` on a free port with `env` and waits for its startup line. */
   static async start(env: Record<string, string>, args: string[] = [], timeout = 20_000): Promise<CliServer> {
-    const proc = spawn(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env["PATH"] ?? "", SSE_SECRET: SECRET, HOST: "127.0.0.1", PORT: "0", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const proc = track(
+      spawn(process.execPath, [CLI, ...args], {
+        env: { PATH: process.env["PATH"] ?? "", SSE_SECRET: SECRET, HOST: "127.0.0.1", PORT: "0", ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      }),
+    );
     const server = new CliServer(proc);
     await waitFor(() => /listening on (\S+)/.test(server.output) || !server.running, timeout, "the server's startup line");
     const match = /listening on (\S+)/.exec(server.output);
