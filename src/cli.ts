@@ -175,8 +175,13 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         await router.close();
+        // Ended streams become idle keep-alive connections once their last
+        // chunk is flushed; close them as they do instead of waiting for the
+        // keep-alive timeout.
         server.closeIdleConnections();
+        const idle = setInterval(() => server.closeIdleConnections(), 50);
         await closed;
+        clearInterval(idle);
         await broker?.close();
       })();
       return closing;
@@ -213,6 +218,7 @@ function runPrimary(config: ServerConfig, count: number): void {
   let listening = 0;
   let up = false;
   let stopping = false;
+  let failedStop = false;
   const fork = () => {
     const worker = cluster.fork();
     live.add(worker);
@@ -227,7 +233,10 @@ function runPrimary(config: ServerConfig, count: number): void {
   cluster.on("exit", (worker, code, signal) => {
     live.delete(worker);
     if (stopping) {
-      if (live.size === 0) process.exit(0);
+      // Exit 0 only if every worker closed cleanly (a worker exits 1 when its close timed out).
+      // (A worker still starting has no handler yet and is simply ended by the SIGTERM.)
+      if (code !== 0 && !(code === null && signal === "SIGTERM")) failedStop = true;
+      if (live.size === 0) process.exit(failedStop || process.exitCode === 1 ? 1 : 0);
       return;
     }
     if (!up) {

@@ -136,8 +136,9 @@ function parseEpochValue(value: unknown): { epoch: string; from: StreamId } {
 }
 
 /**
- * Runs on every (re)connect of either connection, atomically: creates the
- * epoch if missing (Redis came back empty, or first use), and renews it if
+ * Runs on every (re)connect of either connection (before the first read or
+ * publish on it), atomically: creates the epoch if missing (Redis came back
+ * empty, or first use), and renews it if
  * the stream went back in time compared with what this instance saw (its
  * last read id, or its count of entries ever added). Returns
  * `[epochValue, lastGeneratedId, entriesAdded]`.
@@ -165,7 +166,10 @@ if redis.call("EXISTS", KEYS[2]) == 1 then
 end
 local value = redis.call("GET", KEYS[1])
 if not value then
-  value = ARGV[1] .. "@0-0"
+  -- A fresh (empty) stream starts at 0-0. Nobody adds to the stream before
+  -- this script ran on their connection, so entries without an epoch mean the
+  -- key was deleted: the new epoch starts at the head (nothing re-delivered).
+  value = ARGV[1] .. "@" .. head
   redis.call("SET", KEYS[1], value)
 elseif ARGV[2] ~= "" and string.match(value, "^[^@]+") == ARGV[2] then
   if less(head, ARGV[3]) or added < tonumber(ARGV[4]) then
@@ -386,19 +390,24 @@ export class RedisBroker implements Broker {
 
   async replay(lastEventId: string, topics: ReadonlySet<string>): Promise<ReplayResult> {
     const wanted = parseEventId(lastEventId);
-    const multi = this.cmd.multi();
-    multi.call("SET", this.epochKey, newEpoch() + "@0-0", "NX");
-    multi.call("GET", this.epochKey);
-    multi.call("XINFO", "STREAM", this.key);
-    if (wanted) multi.call("XRANGE", this.key, "(" + formatStreamId(wanted.id), "+", "COUNT", this.readCount);
-    let replies: [Error | null, unknown][] | null;
-    try {
-      replies = await multi.exec();
-    } catch (err) {
-      throw new SseError("broker_unavailable", `Redis is unavailable: ${describe(err)}`, { cause: err });
+    let replies: [Error | null, unknown][] | null = null;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      // One snapshot: epoch, stream info and the first chunk.
+      const multi = this.cmd.multi();
+      multi.call("GET", this.epochKey);
+      multi.call("XINFO", "STREAM", this.key);
+      if (wanted) multi.call("XRANGE", this.key, "(" + formatStreamId(wanted.id), "+", "COUNT", this.readCount);
+      try {
+        replies = await multi.exec();
+        // No epoch yet (Redis just came back empty): create it the one safe way, then look again.
+        if (result(replies, 0) !== null || attempt > 0) break;
+        await this.runSync(this.cmd, false);
+      } catch (err) {
+        throw new SseError("broker_unavailable", `Redis is unavailable: ${describe(err)}`, { cause: err });
+      }
     }
-    const epoch = parseEpochValue(result(replies, 1)).epoch;
-    const info = parseInfo(resultOrUndefined(replies, 2));
+    const epoch = parseEpochValue(result(replies, 0)).epoch;
+    const info = parseInfo(resultOrUndefined(replies, 1));
     const head = info?.lastGenerated ?? ZERO;
     const headId = compareStreamIds(head, ZERO) > 0 ? epoch + "." + formatStreamId(head) : undefined;
     // Malformed, from another stream, or newer than anything this stream produced (Redis came back empty).
@@ -409,7 +418,7 @@ export class RedisBroker implements Broker {
     if (info === undefined || this.trimmedAfter(info, wanted.id)) return { ok: false, reason: "history_truncated", headId };
 
     const events: FramedEvent[] = [];
-    let chunk = result(replies, 3) as Entry[];
+    let chunk = result(replies, 2) as Entry[];
     let cursor = wanted.id;
     for (;;) {
       for (const [id, fields] of chunk) {
@@ -531,14 +540,14 @@ export class RedisBroker implements Broker {
   }
 
   /** Runs {@link SYNC_SCRIPT} on `conn` with what this instance knows. */
-  private async runSync(conn: Redis): Promise<{ epoch: string; from: StreamId; head: StreamId; added: number }> {
+  private async runSync(conn: Redis, check = true): Promise<{ epoch: string; from: StreamId; head: StreamId; added: number }> {
     const reply = (await conn.eval(
       SYNC_SCRIPT,
       2,
       this.epochKey,
       this.key,
       newEpoch(),
-      this.epoch ?? "",
+      check ? (this.epoch ?? "") : "",
       formatStreamId(this.cursor),
       this.knownAdded,
     )) as [string, string, number];
