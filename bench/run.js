@@ -920,6 +920,12 @@ function report(o, info, results, notes) {
         `${r.label}: core 0 was ${fmt(r.sat.core0BusyPct, 0)}% busy but the server used ${fmt(r.sat.serverCpuPct, 0)}% during the ` +
           `throughput phase: other processes or kernel softirq work shared the server's core`,
       );
+  for (const r of results)
+    if (r.latency && r.latency.lateMaxUs > 100_000 / o.latRate)
+      allNotes.push(
+        `${r.label}: in the latency phase a publish waited up to ${fmt(r.latency.lateMaxUs / 1000, 1)} ms for the previous ` +
+          "one to be answered: the server fell behind, so its latency includes queueing",
+      );
   for (const r of results) if (r.sat && r.sat.clientCpuPct > 90) allNotes.push(`${r.label}: the load client used ${fmt(r.sat.clientCpuPct, 0)}% of its core during the throughput phase: it may have been the bottleneck`);
   if (allNotes.length) {
     L.push("");
@@ -943,6 +949,14 @@ function report(o, info, results, notes) {
 
 async function main() {
   const argv = process.argv.slice(2);
+  if (argv[0] === "--report-from") {
+    // re-render a markdown report from a saved .json (e.g. after changing the report)
+    const j = JSON.parse(fs.readFileSync(argv[1], "utf8"));
+    const md = report(j.options, j.machine, j.results, j.notes);
+    fs.writeFileSync(argv[1].replace(/\.json$/, ".md"), md);
+    process.stdout.write(md);
+    return 0;
+  }
   const o = parseArgs(argv);
   const inner = process.env.BENCH_NETNS_INNER;
   if (!inner) {
