@@ -21,7 +21,7 @@ export interface Sink {
   destroy(): unknown;
   readonly writableLength: number;
   readonly destroyed: boolean;
-  once(event: "close", listener: () => void): unknown;
+  on(event: "close", listener: () => void): unknown;
   /** Added by `compression` and similar middleware: push buffered output out now. */
   flush?: () => void;
 }
@@ -149,7 +149,8 @@ export class Hub {
     if (this.closing) throw new SseError("closed", "the SSE hub is closed");
     const sub = new Subscriber(this, sink, topics, direct);
     (sink as SinkWithSubscriber)[kSubscriber] = sub;
-    sink.once("close", onSinkClose);
+    // `on`, not `once`: close fires once anyway, and `once` allocates a wrapper per subscriber.
+    sink.on("close", onSinkClose);
     this.all.add(sub);
     for (const topic of topics) {
       let set = this.byTopic.get(topic);

@@ -3,7 +3,7 @@
  * place that turns errors into HTTP responses. The only module that imports
  * Express.
  */
-import { ServerResponse } from "node:http";
+import { ServerResponse, type IncomingMessage } from "node:http";
 import express, { type NextFunction, type Request, type Response, type Router } from "express";
 import { MemoryBroker } from "./broker";
 import { SseError, isSseError } from "./errors";
@@ -78,6 +78,12 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true);
     hub.subscribe(res, topics, lastEventId, directSocket(res));
+    // Per-request state of the routing layer would stay reachable from the
+    // request for the whole life of the stream (the `next` closure chain and
+    // the parsed URL, ~2 KB per subscriber); nothing runs after this handler.
+    const routed = req as { next?: unknown; _parsedUrl?: unknown };
+    routed.next = undefined;
+    routed._parsedUrl = undefined;
   });
 
   router.post(
@@ -90,22 +96,22 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
       if (token === "") throw new SseError("token_missing", "POST /submit needs a token as the request body");
       const events = parseSubmitPayload(openToken(opts.key, token, opts.tokenTtl, opts.maxTokenLength), opts);
       await hub.publish(events);
-      res.status(200).end();
+      send(res, 200);
     },
   );
 
   router.get("/ping", cors, (_req, res) => {
-    res.status(200).end();
+    send(res, 200);
   });
 
   if (opts.health) {
     router.get("/health", cors, (_req, res) => {
-      res.status(hub.closed ? 503 : 200).json({ status: hub.closed ? "closing" : "ok", ...hub.stats });
+      send(res, hub.closed ? 503 : 200, { status: hub.closed ? "closing" : "ok", ...hub.stats });
     });
   }
   if (opts.metrics) {
     router.get("/metrics", (_req, res) => {
-      res.type("text/plain; version=0.0.4").send(prometheus(hub.stats));
+      send(res, 200, prometheus(hub.stats), "text/plain; version=0.0.4; charset=utf-8");
     });
   }
 
@@ -115,7 +121,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     if ((path === "/health" && !opts.health) || (path === "/metrics" && !opts.metrics)) continue;
     router.options(path, cors, (_req, res) => {
       res.setHeader("Allow", allow);
-      res.status(204).end();
+      send(res, 204);
     });
     router.all(path, cors, (req) => {
       throw new SseError("method_not_allowed", `${req.method} is not allowed on ${path}; use ${allow.split(",")[0]}`);
@@ -139,12 +145,52 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   return router;
 }
 
+/*
+ * Plain Node request/response helpers. The router uses no Express request or
+ * response extensions (`req.query`, `res.json`, …), so it also runs in a bare
+ * `http.createServer` or any Connect-style stack, and after the stream starts
+ * nothing of Express is needed.
+ */
+
+function pathOf(req: IncomingMessage): string {
+  const url = req.url ?? "/";
+  const q = url.indexOf("?");
+  return q === -1 ? url : url.slice(0, q);
+}
+
+/** Query parameters of the request (the query parser of the host app is not relied on). */
+function queryOf(req: IncomingMessage): URLSearchParams {
+  const url = req.url ?? "";
+  const q = url.indexOf("?");
+  return new URLSearchParams(q === -1 ? "" : url.slice(q + 1));
+}
+
+/** Sends a complete response: JSON for objects, text for strings, empty otherwise. */
+function send(res: ServerResponse, status: number, body?: object | string, type?: string): void {
+  res.statusCode = status;
+  if (body === undefined) {
+    res.end();
+    return;
+  }
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  res.setHeader("Content-Type", type ?? (typeof body === "string" ? "text/plain; charset=utf-8" : "application/json; charset=utf-8"));
+  res.setHeader("Content-Length", Buffer.byteLength(text));
+  res.end(text);
+}
+
+function appendVary(res: ServerResponse, field: string): void {
+  const current = res.getHeader("Vary");
+  const list = current === undefined ? [] : String(current).split(",").map((v) => v.trim()).filter(Boolean);
+  if (list.includes("*") || list.some((v) => v.toLowerCase() === field.toLowerCase())) return;
+  res.setHeader("Vary", [...list, field].join(", "));
+}
+
 /**
  * The socket under a plain HTTP/1.x response, for the hub's fast path. Only
  * when nothing wraps `res.write` (compression or similar middleware must see
  * every byte, so then the hub writes through `res` as usual).
  */
-function directSocket(res: Response): DirectSocket | undefined {
+function directSocket(res: ServerResponse): DirectSocket | undefined {
   const socket = res.socket;
   const plain = res.write === ServerResponse.prototype.write && res.end === ServerResponse.prototype.end;
   if (socket === null || !plain || socket.destroyed) return undefined;
@@ -155,10 +201,10 @@ function directSocket(res: Response): DirectSocket | undefined {
  * Token from, in order: `?token=` (the original's way), `Authorization:
  * Bearer`, or the configured cookie. Tokens are secrets: never logged.
  */
-function findToken(req: Request, cookieName: string | undefined): string {
-  const query = req.query["token"];
-  if (typeof query === "string" && query !== "") return query;
-  if (query !== undefined && typeof query !== "string") throw new SseError("token_invalid", "token must be given once");
+function findToken(req: IncomingMessage, cookieName: string | undefined): string {
+  const tokens = queryOf(req).getAll("token");
+  if (tokens.length > 1) throw new SseError("token_invalid", "token must be given once");
+  if (tokens.length === 1 && tokens[0] !== "") return tokens[0]!;
   const auth = req.headers.authorization;
   if (auth !== undefined) {
     const match = /^Bearer[ ]+(\S+)\s*$/i.exec(auth);
@@ -188,30 +234,30 @@ function readCookie(header: string | undefined, name: string): string | undefine
  * cannot set headers. An empty id means "no resume", as in the SSE spec; an
  * id we could never have issued is passed on and answered with `sse:reset`.
  */
-function findLastEventId(req: Request): string | undefined {
+function findLastEventId(req: IncomingMessage): string | undefined {
   const header = req.headers["last-event-id"];
-  const query = req.query["lastEventId"];
-  const raw = typeof header === "string" && header !== "" ? header : typeof query === "string" ? query : undefined;
+  const query = queryOf(req).getAll("lastEventId");
+  const raw = typeof header === "string" && header !== "" ? header : query.length === 1 ? query[0] : undefined;
   if (raw === undefined || raw === "") return undefined;
   // Anything we would never issue is "unknown" (the broker answers sse:reset).
   return raw.length > MAX_LAST_EVENT_ID || /[\r\n\0]/.test(raw) ? "invalid" : raw;
 }
 
 function corsMiddleware(opts: ResolvedOptions) {
-  return (req: Request, res: Response, next: NextFunction): void => {
+  return (req: IncomingMessage, res: ServerResponse, next: NextFunction): void => {
     applyCors(opts, req, res);
     next();
   };
 }
 
-function applyCors(opts: ResolvedOptions, req: Request, res: Response): void {
+function applyCors(opts: ResolvedOptions, req: IncomingMessage, res: ServerResponse): void {
   const policy = opts.cors;
   if (policy === false) return;
   if (policy === "*") {
     res.setHeader("Access-Control-Allow-Origin", "*");
   } else {
     // Appended, not set: the host app may vary on other headers too.
-    res.vary("Origin");
+    appendVary(res, "Origin");
     const origin = req.headers.origin;
     if (origin === undefined || !policy.has(origin)) return;
     res.setHeader("Access-Control-Allow-Origin", origin);
@@ -225,7 +271,7 @@ function applyCors(opts: ResolvedOptions, req: Request, res: Response): void {
 }
 
 /** The one place that maps errors to HTTP. Never echoes tokens or bodies. */
-function errorHandler(err: unknown, req: Request, res: Response, next: NextFunction): void {
+function errorHandler(err: unknown, req: IncomingMessage, res: ServerResponse, next: NextFunction): void {
   const sseError = toSseError(err);
   if (res.headersSent) {
     // The stream already started; nothing useful can be sent. Drop the connection.
@@ -238,13 +284,13 @@ function errorHandler(err: unknown, req: Request, res: Response, next: NextFunct
   }
   if (sseError.code === "internal") {
     // Log without the request line or headers: they may carry tokens.
-    console.error(`sse-server: internal error on ${req.method} ${req.path}:`, err);
+    console.error(`sse-server: internal error on ${req.method} ${pathOf(req)}:`, err);
   }
   if (sseError.code === "method_not_allowed") {
-    const allow = ROUTE_METHODS[req.path];
+    const allow = ROUTE_METHODS[pathOf(req)];
     if (allow) res.setHeader("Allow", allow);
   }
-  res.status(sseError.status).json(sseError.toJSON());
+  send(res, sseError.status, sseError.toJSON());
 }
 
 /** Errors from body-parser and friends carry `type`/`status`; give them our codes. */
