@@ -257,16 +257,21 @@ function runPrimary(config: ServerConfig, count: number): void {
     stopping = true;
     console.log(`sse-server: ${signal}, stopping ${live.size} workers`);
     for (const worker of live) worker.process.kill("SIGTERM");
-    // Workers give up after 10 s themselves; this is the backstop.
+    // Workers give up by themselves (see closeDeadline); this is the backstop.
     setTimeout(() => {
       for (const worker of live) worker.process.kill("SIGKILL");
       process.exit(1);
-    }, 15_000).unref();
+    }, 65_000).unref();
     if (live.size === 0) process.exit(0);
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
   for (let i = 0; i < count; i++) fork();
+}
+
+/** How long a close may take before the process gives up: 10 s, plus 1 s per 1000 open streams (at most 60 s). */
+function closeDeadline(streams: number): number {
+  return Math.min(10_000 + streams, 60_000);
 }
 
 async function main(): Promise<void> {
@@ -290,9 +295,10 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     const who = cluster.isWorker ? `worker ${process.pid}` : "sse-server";
-    console.log(`${who}: ${signal}, closing ${running.router.stats.subscribers} streams`);
+    const streams = running.router.stats.subscribers;
+    console.log(`${who}: ${signal}, closing ${streams} streams`);
     // A second signal, or a stuck close, must not keep the process alive.
-    setTimeout(() => process.exit(1), 10_000).unref();
+    setTimeout(() => process.exit(1), closeDeadline(streams)).unref();
     running.close().then(
       () => process.exit(0),
       () => process.exit(1),

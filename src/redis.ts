@@ -61,7 +61,12 @@ export interface RedisBrokerOptions {
   historyLength?: number;
   /** Maximum age of kept entries in ms (approximate `MINID ~`, on the Redis clock). `0` means no age limit. Defaults to `300000` (5 minutes). */
   historyAge?: number;
-  /** How long `publish()` waits for Redis before rejecting with `broker_unavailable`, in ms. Defaults to `2000`. */
+  /**
+   * How long `publish()` waits for an answer from a connected but silent Redis
+   * before rejecting with `broker_unavailable`, in ms. (A lost connection
+   * rejects at once.) After a timeout the events may still have been
+   * accepted. Defaults to `5000`.
+   */
   publishTimeout?: number;
   /** How long `start()` waits for the first connection before resolving anyway (it keeps trying in the background), in ms. Defaults to `5000`. */
   startTimeout?: number;
@@ -283,7 +288,7 @@ export class RedisBroker implements Broker {
     this.readCount = integerOption("readCount", options.readCount, 1000, 1);
     this.blockTime = integerOption("blockTime", options.blockTime, 5000, 10);
     this.startTimeout = integerOption("startTimeout", options.startTimeout, 5000, 0);
-    const publishTimeout = integerOption("publishTimeout", options.publishTimeout, 2000, 1);
+    const publishTimeout = integerOption("publishTimeout", options.publishTimeout, 5000, 1);
     const log = options.log === undefined ? (m: string) => console.warn("sse-server/redis: " + m) : options.log;
     this.log = log ?? (() => undefined);
 
@@ -379,7 +384,7 @@ export class RedisBroker implements Broker {
     try {
       replies = await multi.exec();
     } catch (err) {
-      this.markDown(err);
+      // Reported to the caller (503); the read loop logs outages.
       throw new SseError("broker_unavailable", `Redis did not accept the events: ${describe(err)}`, { cause: err });
     }
     if (replies === null) throw new SseError("broker_unavailable", "Redis aborted the transaction");
