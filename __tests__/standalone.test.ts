@@ -112,8 +112,15 @@ test("serves a subscription end to end under BASE_PATH, one startup line, clean 
     ]);
     expect(received[0]!.id).not.toBe("");
 
-    const unknown = await fetch(`${server.url.replace(/\/sse-server$/, "")}/events`);
-    expect(unknown.status).toBe(404);
+    const root = server.url.replace(/\/sse-server$/, "");
+    for (const path of ["/events", "/sse-serverx/ping", "/sse-server/nope"]) {
+      const unknown = await fetch(`${root}${path}`);
+      expect(unknown.status).toBe(404);
+      expect(await unknown.json()).toEqual({ error: "not_found", message: expect.stringContaining(path) });
+    }
+    // The mount point itself, with a query, reaches the router's paths only.
+    expect((await fetch(`${root}/sse-server/ping?x=1`)).status).toBe(200);
+    expect((await fetch(`${root}/sse-server?x=1`)).status).toBe(404);
   } finally {
     server.child.kill("SIGTERM");
     expect(await exited(server.child)).toBe(0);
