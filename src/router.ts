@@ -9,7 +9,7 @@ import { MemoryBroker } from "./broker";
 import { SseError, isSseError } from "./errors";
 import { Hub, type DirectSocket, type HubStats } from "./hub";
 import { resolveOptions, type ResolvedOptions, type SseRouterOptions } from "./options";
-import { openToken, parseEvents, parseSubmitPayload, parseSubscribePayload, type EventInput } from "./tokens";
+import { createTokenOpener, parseEvents, parseSubmitPayload, parseSubscribePayload, type EventInput } from "./tokens";
 
 /** Headers of every event stream; frozen so nothing mutates them per request. */
 export const STREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
@@ -59,13 +59,18 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   });
 
   const router = express.Router() as unknown as SseRouter;
-  const cors = corsMiddleware(opts);
+  const openToken = createTokenOpener(opts.key, opts.tokenTtl, opts.maxTokenLength);
+  // CORS is applied inside each handler rather than as a middleware layer:
+  // one routing step less on every connect.
+  const cors = (req: IncomingMessage, res: ServerResponse) => applyCors(opts, req, res);
 
-  router.get("/events", cors, (req, res) => {
+  router.get("/events", (req, res) => {
+    cors(req, res);
     if (hub.closed) throw new SseError("closed", "the SSE hub is closed");
-    const token = findToken(req, opts.tokenCookie);
-    const topics = parseSubscribePayload(openToken(opts.key, token, opts.tokenTtl, opts.maxTokenLength), opts);
-    const lastEventId = findLastEventId(req);
+    const query = queryOf(req);
+    const token = findToken(req, query, opts.tokenCookie);
+    const topics = parseSubscribePayload(openToken(token), opts);
+    const lastEventId = findLastEventId(req, query);
     res.removeHeader("X-Powered-By");
     // Node adds `Connection: keep-alive` unless told otherwise; the header is
     // illegal in HTTP/2 and proxies must not see it.
@@ -75,8 +80,9 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
       res.end();
       return;
     }
+    // Events must not wait for Nagle (a no-op where the server already set it,
+    // Node's default). No TCP keep-alive: the heartbeat detects dead peers.
     req.socket.setNoDelay(true);
-    req.socket.setKeepAlive(true);
     hub.subscribe(res, topics, lastEventId, directSocket(res));
     // Per-request state of the routing layer would stay reachable from the
     // request for the whole life of the stream (the `next` closure chain and
@@ -88,24 +94,29 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
 
   router.post(
     "/submit",
-    cors,
+    (req: IncomingMessage, res: ServerResponse, next: NextFunction) => {
+      cors(req, res);
+      next();
+    },
     express.raw({ type: () => true, limit: opts.bodyLimit }),
     async (req: Request, res: Response) => {
       const body: unknown = req.body;
       const token = Buffer.isBuffer(body) ? body.toString("latin1").trim() : "";
       if (token === "") throw new SseError("token_missing", "POST /submit needs a token as the request body");
-      const events = parseSubmitPayload(openToken(opts.key, token, opts.tokenTtl, opts.maxTokenLength), opts);
+      const events = parseSubmitPayload(openToken(token), opts);
       await hub.publish(events);
       send(res, 200);
     },
   );
 
-  router.get("/ping", cors, (_req, res) => {
+  router.get("/ping", (req, res) => {
+    cors(req, res);
     send(res, 200);
   });
 
   if (opts.health) {
-    router.get("/health", cors, (_req, res) => {
+    router.get("/health", (req, res) => {
+      cors(req, res);
       send(res, hub.closed ? 503 : 200, { status: hub.closed ? "closing" : "ok", ...hub.stats });
     });
   }
@@ -119,11 +130,13 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   // the host app (the router may be mounted at "/" next to other routes).
   for (const [path, allow] of Object.entries(ROUTE_METHODS)) {
     if ((path === "/health" && !opts.health) || (path === "/metrics" && !opts.metrics)) continue;
-    router.options(path, cors, (_req, res) => {
+    router.options(path, (req, res) => {
+      cors(req, res);
       res.setHeader("Allow", allow);
       send(res, 204);
     });
-    router.all(path, cors, (req) => {
+    router.all(path, (req, res) => {
+      cors(req, res);
       throw new SseError("method_not_allowed", `${req.method} is not allowed on ${path}; use ${allow.split(",")[0]}`);
     });
   }
@@ -201,8 +214,8 @@ function directSocket(res: ServerResponse): DirectSocket | undefined {
  * Token from, in order: `?token=` (the original's way), `Authorization:
  * Bearer`, or the configured cookie. Tokens are secrets: never logged.
  */
-function findToken(req: IncomingMessage, cookieName: string | undefined): string {
-  const tokens = queryOf(req).getAll("token");
+function findToken(req: IncomingMessage, query: URLSearchParams, cookieName: string | undefined): string {
+  const tokens = query.getAll("token");
   if (tokens.length > 1) throw new SseError("token_invalid", "token must be given once");
   if (tokens.length === 1 && tokens[0] !== "") return tokens[0]!;
   const auth = req.headers.authorization;
@@ -234,20 +247,13 @@ function readCookie(header: string | undefined, name: string): string | undefine
  * cannot set headers. An empty id means "no resume", as in the SSE spec; an
  * id we could never have issued is passed on and answered with `sse:reset`.
  */
-function findLastEventId(req: IncomingMessage): string | undefined {
+function findLastEventId(req: IncomingMessage, query: URLSearchParams): string | undefined {
   const header = req.headers["last-event-id"];
-  const query = queryOf(req).getAll("lastEventId");
-  const raw = typeof header === "string" && header !== "" ? header : query.length === 1 ? query[0] : undefined;
+  const fromQuery = query.getAll("lastEventId");
+  const raw = typeof header === "string" && header !== "" ? header : fromQuery.length === 1 ? fromQuery[0] : undefined;
   if (raw === undefined || raw === "") return undefined;
   // Anything we would never issue is "unknown" (the broker answers sse:reset).
   return raw.length > MAX_LAST_EVENT_ID || /[\r\n\0]/.test(raw) ? "invalid" : raw;
-}
-
-function corsMiddleware(opts: ResolvedOptions) {
-  return (req: IncomingMessage, res: ServerResponse, next: NextFunction): void => {
-    applyCors(opts, req, res);
-    next();
-  };
 }
 
 function applyCors(opts: ResolvedOptions, req: IncomingMessage, res: ServerResponse): void {

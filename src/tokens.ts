@@ -7,7 +7,7 @@
  * and unknown keys (or extra trailing array elements) are ignored.
  */
 import { Decoder, encode } from "@msgpack/msgpack";
-import { brancaDecode, brancaEncode } from "./branca";
+import { brancaEncode, createBrancaCodec } from "./branca";
 import { SseError } from "./errors";
 import { parseSecret } from "./options";
 
@@ -33,13 +33,20 @@ function bad(message: string): never {
   throw new SseError("payload_invalid", message);
 }
 
+/** One bounded decoder per set of limits (i.e. per router); Decoder is safe to reuse. */
+const decoders = new WeakMap<PayloadLimits, Decoder>();
+
 function decodeMsgpack(bytes: Uint8Array, limits: PayloadLimits): unknown {
   // Bounded decoder: a token can never make us allocate more than its own size
-  // suggests. Fresh Decoder per call keeps this re-entrant and cheap.
-  const decoder = new Decoder({
-    maxArrayLength: Math.max(limits.maxTopics, limits.maxEventsPerSubmit) * 4 + 16,
-    maxMapLength: 64,
-  });
+  // suggests (declared array/map lengths are capped before allocation).
+  let decoder = decoders.get(limits);
+  if (decoder === undefined) {
+    decoder = new Decoder({
+      maxArrayLength: Math.max(limits.maxTopics, limits.maxEventsPerSubmit) * 4 + 16,
+      maxMapLength: 64,
+    });
+    decoders.set(limits, decoder);
+  }
   try {
     return decoder.decode(bytes);
   } catch {
@@ -118,9 +125,14 @@ export function parseSubmitPayload(bytes: Uint8Array, limits: PayloadLimits): Ev
   return parseEvents(field(payload, "events", 0, "submit payload"), limits);
 }
 
-/** Decrypts and checks a token; `ttl` 0 disables the age check. */
-export function openToken(key: Uint8Array, token: string, ttl: number, maxLength: number): Buffer {
-  return brancaDecode(key, token, { ttl: ttl > 0 ? ttl : undefined, maxLength }).payload;
+/**
+ * A verifier bound to one key and its limits: decrypts and checks a token,
+ * returning the payload bytes. `ttl` 0 disables the age check.
+ */
+export function createTokenOpener(key: Uint8Array, ttl: number, maxLength: number): (token: string) => Buffer {
+  const codec = createBrancaCodec(key); // key schedule once per router, not per token
+  const options = { ttl: ttl > 0 ? ttl : undefined, maxLength };
+  return (token) => codec.decode(token, options).payload;
 }
 
 /**
