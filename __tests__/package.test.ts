@@ -1,0 +1,47 @@
+/**
+ * The published entry points: CJS and ESM builds of the library and of the
+ * optional Redis subpath resolve through the package's `exports` map by name
+ * (as `require("sse-server")` / `import "sse-server"` in a user's app), and
+ * the bundled types exist.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import path from "node:path";
+
+const root = path.join(__dirname, "..");
+
+function node(args: string[]): string {
+  // Run from the package root so the self-reference "sse-server" resolves via `exports`.
+  return execFileSync(process.execPath, args, { cwd: root, encoding: "utf8" }).trim();
+}
+
+beforeAll(() => {
+  if (!existsSync(path.join(root, "dist", "index.mjs"))) execFileSync("npx", ["tsup"], { cwd: root });
+}, 120_000);
+
+test("require('sse-server') gives the CommonJS build with the documented API", () => {
+  const out = node([
+    "-e",
+    `const m = require("sse-server"); const r = require("sse-server/redis");
+     console.log([typeof m.createSseRouter, typeof m.subscribeToken, typeof m.submitToken, typeof m.createPublisher, typeof m.SseError, typeof r.createRedisBroker].join(","))`,
+  ]);
+  expect(out).toBe("function,function,function,function,function,function");
+});
+
+test("import 'sse-server' gives the ES module build, and tokens work from it", () => {
+  const out = node([
+    "--input-type=module",
+    "-e",
+    `import { createSseRouter, subscribeToken } from "sse-server";
+     import { createRedisBroker } from "sse-server/redis";
+     const token = subscribeToken("00".repeat(32), ["a"]);
+     console.log(typeof createSseRouter, typeof createRedisBroker, /^[0-9A-Za-z]+$/.test(token));`,
+  ]);
+  expect(out).toBe("function function true");
+});
+
+test("type declarations are bundled for both formats", () => {
+  for (const file of ["index.d.ts", "index.d.mts", "redis.d.ts", "redis.d.mts"]) {
+    expect(existsSync(path.join(root, "dist", file))).toBe(true);
+  }
+});
