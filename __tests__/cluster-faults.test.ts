@@ -72,7 +72,10 @@ test("Redis down under load: submits get 503 fast, nobody crashes, memory stays 
   expect(a.running && b.running).toBe(true);
   for (let i = 0; i < 2; i++) expect(rssDuring[i]! - rssBefore[i]!).toBeLessThan(40 * 1024 * 1024);
   // Every event that got a 200 reached every subscriber; the streams never closed.
-  await waitFor(() => subs.every((s) => acked.every((d) => s.data("n").includes(d))), 10_000, "every acknowledged event everywhere");
+  await waitFor(() => subs.every((s) => acked.every((d) => s.data("n").includes(d))), 10_000, "every acknowledged event everywhere").catch((err) => {
+    const missing = subs.map((s, i) => `sub ${i}: ` + acked.map((d, k) => (s.data("n").includes(d) ? "" : `${d}@${k}`)).filter(Boolean).join(" "));
+    throw new Error(`${(err as Error).message}; acked before outage ${ackedBeforeOutage} of ${acked.length}; missing: ${missing.join("; ")}`);
+  });
   for (const s of subs) {
     expect(s.closed).toBe(false);
     const got = s.data("n");
@@ -81,15 +84,20 @@ test("Redis down under load: submits get 503 fast, nobody crashes, memory stays 
 }, 60_000);
 
 test("Redis restarted empty: a client resuming with an old id gets sse:reset, then live events", async () => {
+  const send = async (server: CliServer, data: string, topic = "e") => submit(server.url, submitToken(SECRET, [{ topic, event: "n", data }]));
+  // After the previous test's restart, each instance reconnects on its own backoff (up to 1 s).
+  for (const server of [a, b]) await waitFor(async () => (await send(server, "", "warm-up")) === 200, 15_000, "submits to work");
   const first = await subscribe(a, ["e"]);
-  const send = async (server: CliServer, data: string) => submit(server.url, submitToken(SECRET, [{ topic: "e", event: "n", data }]));
   expect(await send(b, "1")).toBe(200);
   await first.waitForEvents(1);
   const oldId = first.lastId!;
   first.close();
+  const watcher = await subscribe(b, ["e"]);
   await redis.stop();
   await redis.start();
   await waitFor(async () => (await send(b, "2")) === 200, 15_000, "submits to work again");
+  // B's read loop has caught up with the new stream (else "2" could still arrive live after the reset).
+  await waitFor(() => watcher.data("n").includes("2"), 10_000, "B to deliver event 2");
   const resumed = await subscribe(b, ["e"], oldId);
   await resumed.waitForEvents(1);
   expect(resumed.events[0]).toEqual({ event: "sse:reset", data: JSON.stringify({ reason: "unknown_id" }), id: expect.any(String) });

@@ -14,15 +14,23 @@
  *
  * Design (see docs/DEPLOY.md):
  *
- * - Every instance XADDs to one stream (`key`), one MULTI per published
- *   batch, so a batch is appended in order and atomically. `publish()`
- *   resolves once Redis answered EXEC; while Redis is unreachable it rejects
- *   at once with `SseError("broker_unavailable")` (no offline queue, a short
+ * - Every instance appends to one stream (`key`): one Lua script per
+ *   published batch XADDs its events in order and, in the same atomic step,
+ *   PUBLISHes them (with their new ids) on the stream's channel. `publish()`
+ *   resolves once Redis answered; while Redis is unreachable it rejects at
+ *   once with `SseError("broker_unavailable")` (no offline queue, a short
  *   command timeout), which `/submit` answers with 503.
- * - Every instance runs one blocking XREAD loop on a dedicated connection. It
- *   frames each entry once and hands batches to the hub's sink in stream
- *   order. After a disconnect it reconnects and continues after the last
- *   entry it read, so nothing Redis accepted is skipped.
+ * - Every instance reads on a dedicated connection subscribed to that
+ *   channel: Redis pushes each batch to every instance in the same instant it
+ *   answers the publisher, so an event that got its 200 is already on its
+ *   way to every instance, even if Redis dies right after. (A blocking XREAD
+ *   loop has a window between one reply and the next request in which
+ *   accepted entries sit only in Redis.) The reader frames each entry once
+ *   and hands batches to the hub's sink in stream order. On start and after
+ *   every reconnect it subscribes first, then catches up from the stream
+ *   with XREAD after the last entry it delivered, then switches to the
+ *   pushed batches, skipping ids it already has: nothing Redis accepted is
+ *   skipped, nothing is delivered twice.
  * - SSE ids are `<epoch>.<stream id>`. The epoch is a random word stored in
  *   Redis next to the stream (`<key>:epoch`, created with SET NX). If Redis
  *   comes back empty, the stream and the epoch are gone together and a new
@@ -40,6 +48,7 @@
  *   entries after the client's id may have been trimmed.
  */
 import { randomBytes } from "node:crypto";
+import { decode } from "@msgpack/msgpack";
 import Redis, { type RedisOptions } from "ioredis";
 import type { Broker, BrokerSink, FramedEvent, ReplayResult } from "./broker";
 import { SseError } from "./errors";
@@ -70,10 +79,8 @@ export interface RedisBrokerOptions {
   publishTimeout?: number;
   /** How long `start()` waits for the first connection before resolving anyway (it keeps trying in the background), in ms. Defaults to `5000`. */
   startTimeout?: number;
-  /** Entries per XREAD / XRANGE call. Defaults to `1000`. */
+  /** Entries per XREAD / XRANGE call (catching up, resuming). Defaults to `1000`. */
   readCount?: number;
-  /** XREAD BLOCK time in ms (the loop also uses it to notice a hung server). Defaults to `5000`. */
-  blockTime?: number;
   /**
    * Receives one line on every state change (Redis down / back / emptied,
    * reader fell behind the trimmed history). Defaults to `console.warn`. Pass
@@ -185,6 +192,29 @@ end
 return {value, head, added}
 `;
 
+/**
+ * Appends one batch and pushes it to every instance, atomically.
+ * KEYS: stream. ARGV: MAXLEN, MINID ("" for none), channel, then topic,
+ * event, data of each event. PUBLISHes msgpack `[id, topic, event, data, ...]`.
+ */
+const PUBLISH_SCRIPT = `
+pcall(redis.replicate_commands)
+local out = {}
+for i = 4, #ARGV, 3 do
+  local id = redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[1], "*", "t", ARGV[i], "e", ARGV[i + 1], "d", ARGV[i + 2])
+  out[#out + 1] = id
+  out[#out + 1] = ARGV[i]
+  out[#out + 1] = ARGV[i + 1]
+  out[#out + 1] = ARGV[i + 2]
+end
+if ARGV[2] ~= "" then redis.call("XTRIM", KEYS[1], "MINID", "~", ARGV[2]) end
+redis.call("PUBLISH", ARGV[3], cmsgpack.pack(out))
+return #out / 4
+`;
+
+/** Pushed batches kept while catching up, at most (older ones are read from the stream again). */
+const MAX_PENDING = 50_000;
+
 function newEpoch(): string {
   // 48 random bits in base 36: short in every frame, unique enough per Redis dataset.
   return parseInt(randomBytes(6).toString("hex"), 16).toString(36);
@@ -254,12 +284,13 @@ export class RedisBroker implements Broker {
   private readonly historyLength: number;
   private readonly historyAge: number;
   private readonly readCount: number;
-  private readonly blockTime: number;
   private readonly startTimeout: number;
   private readonly log: (message: string) => void;
-  /** Commands: publish, replay. Never blocks; fails fast while disconnected. */
+  /** Pub/sub channel of the stream (channels are global to a Redis server, so it names the database too). */
+  readonly channel: string;
+  /** Commands: publish, replay, catching up. Never blocks; fails fast while disconnected. */
   private readonly cmd: Redis;
-  /** The blocking XREAD loop's own connection. */
+  /** Subscribed to {@link channel}: every published batch is pushed here. */
   private readonly reader: Redis;
   private sink: BrokerSink | undefined;
   private closed = false;
@@ -273,8 +304,12 @@ export class RedisBroker implements Broker {
   private knownAdded = 0;
   /** The command connection ran the sync script since it (re)connected; publishing waits for it. */
   private cmdSynced: Promise<void> | undefined;
-  /** Next read is a MULTI with XINFO to detect entries trimmed before we read them. */
-  private needCheck = true;
+  /** Pushed batches go straight to the sink (else into `pending` while catching up). */
+  private live = false;
+  private pending: unknown[][] = [];
+  private pendingEntries = 0;
+  /** Counts times `pending` overflowed and was dropped (its entries are read from the stream again). */
+  private overflows = 0;
   private down = false;
   private loopDone: Promise<void> | undefined;
   private wake: (() => void) | undefined;
@@ -286,7 +321,6 @@ export class RedisBroker implements Broker {
     this.historyLength = integerOption("historyLength", options.historyLength, 100_000, 1000);
     this.historyAge = integerOption("historyAge", options.historyAge, 5 * 60_000, 0);
     this.readCount = integerOption("readCount", options.readCount, 1000, 1);
-    this.blockTime = integerOption("blockTime", options.blockTime, 5000, 10);
     this.startTimeout = integerOption("startTimeout", options.startTimeout, 5000, 0);
     const publishTimeout = integerOption("publishTimeout", options.publishTimeout, 5000, 1);
     const log = options.log === undefined ? (m: string) => console.warn("sse-server/redis: " + m) : options.log;
@@ -301,6 +335,8 @@ export class RedisBroker implements Broker {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
+      // The read loop subscribes again itself, then catches up (see loop()).
+      autoResubscribe: false,
       retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 5), 1000),
       connectTimeout: options.redis?.connectTimeout ?? 3000,
       keepAlive: options.redis?.keepAlive ?? 10_000,
@@ -309,19 +345,18 @@ export class RedisBroker implements Broker {
     // CLIENT LIST shows `<name>:cmd` and `<name>:reader` for each instance.
     const name = options.redis?.connectionName ?? "sse-server";
     this.cmd = new Redis(url, { ...base, commandTimeout: publishTimeout, connectionName: name + ":cmd" } as RedisOptions);
-    // The reader's command timeout is its watchdog: a blocked XREAD that outlives BLOCK by far means a hung
-    // server. The margin is wide so that a CPU-starved process (event loop late) is not mistaken for one.
-    this.reader = new Redis(url, {
-      ...base,
-      commandTimeout: this.blockTime + 15_000,
-      connectionName: name + ":reader",
-    } as RedisOptions);
+    this.reader = new Redis(url, { ...base, commandTimeout: publishTimeout, connectionName: name + ":reader" } as RedisOptions);
+    const db = Number((this.cmd.options as { db?: number }).db ?? 0);
+    this.channel = `sse-server:${db}:${this.key}`;
+    this.reader.on("messageBuffer", (channel: Buffer, message: Buffer) => this.onMessage(channel, message));
     const onError = (err: Error) => this.markDown(err);
     this.cmd.on("error", onError);
     this.reader.on("error", onError);
     // Every reconnect may be to a Redis that restarted: re-check before reading or publishing on.
     this.reader.on("close", () => {
       this.needSync = true;
+      this.live = false;
+      this.wake?.();
     });
     this.cmd.on("close", () => {
       this.cmdSynced = undefined;
@@ -372,24 +407,16 @@ export class RedisBroker implements Broker {
     } catch (err) {
       throw new SseError("broker_unavailable", `Redis is unavailable: ${describe(err)}`, { cause: err });
     }
-    const multi = this.cmd.multi();
-    for (const e of events) {
-      multi.call("XADD", this.key, "MAXLEN", "~", this.historyLength, "*", "t", e.topic, "e", e.event, "d", e.data);
-    }
+    const args: (string | number)[] = [this.historyLength];
     // Age bound on Redis's own clock (the ids the reader saw), so instance clock skew cannot over-trim.
-    if (this.historyAge > 0 && this.cursor.ms > this.historyAge) {
-      multi.call("XTRIM", this.key, "MINID", "~", String(this.cursor.ms - this.historyAge));
-    }
-    let replies: [Error | null, unknown][] | null;
+    args.push(this.historyAge > 0 && this.cursor.ms > this.historyAge ? String(this.cursor.ms - this.historyAge) : "");
+    args.push(this.channel);
+    for (const e of events) args.push(e.topic, e.event, e.data);
     try {
-      replies = await multi.exec();
+      await this.cmd.eval(PUBLISH_SCRIPT, 1, this.key, ...args);
     } catch (err) {
       // Reported to the caller (503); the read loop logs outages.
       throw new SseError("broker_unavailable", `Redis did not accept the events: ${describe(err)}`, { cause: err });
-    }
-    if (replies === null) throw new SseError("broker_unavailable", "Redis aborted the transaction");
-    for (const [err] of replies) {
-      if (err) throw new SseError("broker_unavailable", `Redis rejected an event: ${err.message}`, { cause: err });
     }
   }
 
@@ -463,7 +490,7 @@ export class RedisBroker implements Broker {
     this.closed = true;
     this.sink = undefined;
     this.wake?.();
-    // disconnect() (not QUIT): the reader may sit in a blocking XREAD.
+    // disconnect() (not QUIT): nothing to flush on the subscribed connection.
     this.reader.disconnect();
     await this.cmd.quit().catch(() => this.cmd.disconnect());
     this.cmd.disconnect();
@@ -500,9 +527,9 @@ export class RedisBroker implements Broker {
     return this.reader.status === "ready";
   }
 
-  /** Waits for the reader connection (or close), at most `ms`. */
-  private waitReady(ms: number): Promise<void> {
-    if (this.reader.status === "ready" || this.closed) return Promise.resolve();
+  /** Waits for a state change (reader connected or closed, resync needed, close) or at most `ms`. */
+  private waitWake(ms: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
       timer.unref();
@@ -516,31 +543,67 @@ export class RedisBroker implements Broker {
     });
   }
 
+  /**
+   * (Re)subscribes and catches up whenever needed (start, reconnect, a
+   * message it could not read); between those, pushed batches flow through
+   * {@link onMessage} on their own.
+   */
   private async loop(started: () => void): Promise<void> {
     let failures = 0;
     while (!this.closed) {
       try {
         if (!this.readerReady()) {
-          await this.waitReady(1000);
-          if (!this.readerReady()) continue;
+          await this.waitWake(1000);
+          continue;
         }
-        if (this.needSync) {
-          this.needSync = false;
-          await this.sync();
-          this.needCheck = true;
-          started();
+        if (!this.needSync) {
+          await this.waitWake(10_000);
+          continue;
         }
-        const n = this.needCheck ? await this.readChecked() : await this.readBlocking();
+        this.needSync = false;
+        this.live = false;
+        this.pending = [];
+        this.pendingEntries = 0;
+        // Subscribed before reading the stream: every entry is in the catch-up or pushed (or both).
+        await this.reader.subscribe(this.channel);
+        await this.catchUp();
+        started();
         failures = 0;
         this.markUp();
-        this.needCheck = this.needCheck ? n === this.readCount : n > 0;
       } catch (err) {
         if (this.closed) break;
         this.needSync = true;
+        this.live = false;
         this.markDown(err);
-        if (/timed out/i.test(describe(err))) this.reader.disconnect(true);
         await sleep(Math.min(50 * 2 ** Math.min(failures++, 5), 1000));
       }
+    }
+  }
+
+  /** A pushed batch: to the sink when live, else kept until the catch-up is done. */
+  private onMessage(channel: Buffer, message: Buffer): void {
+    if (this.closed || channel.toString() !== this.channel) return;
+    let flat: unknown[];
+    try {
+      flat = decode(message) as unknown[];
+      if (!Array.isArray(flat)) throw new Error("not an array");
+    } catch {
+      // Cannot happen with our script; if it does, read the stream instead of guessing.
+      this.needSync = true;
+      this.live = false;
+      this.wake?.();
+      return;
+    }
+    if (this.live) {
+      this.deliverPushed(flat);
+      return;
+    }
+    this.pending.push(flat);
+    this.pendingEntries += flat.length / 4;
+    if (this.pendingEntries > MAX_PENDING) {
+      this.pending = [];
+      this.pendingEntries = 0;
+      this.overflows++;
     }
   }
 
@@ -561,14 +624,15 @@ export class RedisBroker implements Broker {
   }
 
   /**
-   * On start and after every reconnect: make sure the stream has an epoch and
-   * decide where to read from. Same epoch: on from the cursor. New epoch:
-   * from where it starts (the start of a stream that came back empty, or the
-   * head of a stream restored from an older copy), so nothing new is skipped
-   * and nothing old is delivered twice.
+   * On start and after every reconnect (already subscribed): make sure the
+   * stream has an epoch, decide where to read from, read the stream up to its
+   * head, then deliver the batches pushed meanwhile and go live. Same epoch:
+   * on from the cursor. New epoch: from where it starts (the start of a
+   * stream that came back empty, or the head of a stream restored from an
+   * older copy), so nothing new is skipped and nothing old is delivered twice.
    */
-  private async sync(): Promise<void> {
-    const { epoch, from, head, added } = await this.runSync(this.reader);
+  private async catchUp(): Promise<void> {
+    const { epoch, from, head, added } = await this.runSync(this.cmd);
     if (this.epoch === undefined) {
       // First start: live events from now on; older ones are history.
       this.cursor = head;
@@ -583,57 +647,61 @@ export class RedisBroker implements Broker {
     }
     this.knownAdded = Math.max(this.knownAdded, added);
     this.epoch = epoch;
-  }
-
-  /** Non-blocking read in one MULTI with XINFO: notices entries trimmed before this instance read them. */
-  private async readChecked(): Promise<number> {
-    const multi = this.reader.multi();
-    multi.call("XINFO", "STREAM", this.key);
-    multi.call("XREAD", "COUNT", this.readCount, "STREAMS", this.key, formatStreamId(this.cursor));
-    const replies = await multi.exec();
-    const info = parseInfo(resultOrUndefined(replies, 0));
-    if (info !== undefined) this.knownAdded = Math.max(this.knownAdded, info.entriesAdded);
-    if (info !== undefined && this.trimmedAfter(info, this.cursor)) {
-      this.log(
-        `this instance fell behind the stream's history (entries after ${formatStreamId(this.cursor)} were trimmed before it read them); ` +
-          "its subscribers missed events: raise historyLength/historyAge",
-      );
+    for (;;) {
+      const overflows = this.overflows;
+      const multi = this.cmd.multi();
+      multi.call("XINFO", "STREAM", this.key);
+      multi.call("XREAD", "COUNT", this.readCount, "STREAMS", this.key, formatStreamId(this.cursor));
+      const replies = await multi.exec();
+      const info = parseInfo(resultOrUndefined(replies, 0));
+      if (info !== undefined) this.knownAdded = Math.max(this.knownAdded, info.entriesAdded);
+      if (info !== undefined && this.trimmedAfter(info, this.cursor)) {
+        this.log(
+          `this instance fell behind the stream's history (entries after ${formatStreamId(this.cursor)} were trimmed before it read them); ` +
+            "its subscribers missed events: raise historyLength/historyAge",
+        );
+      }
+      const n = this.deliverRead(result(replies, 1));
+      // At the head, and nothing pushed meanwhile was dropped: the rest is in `pending`.
+      if (n < this.readCount && overflows === this.overflows) break;
     }
-    return this.deliver(result(replies, 1));
-  }
-
-  private async readBlocking(): Promise<number> {
-    const reply = await this.reader.call(
-      "XREAD",
-      "COUNT",
-      this.readCount,
-      "BLOCK",
-      this.blockTime,
-      "STREAMS",
-      this.key,
-      formatStreamId(this.cursor),
-    );
-    return this.deliver(reply);
+    this.live = true;
+    const pending = this.pending;
+    this.pending = [];
+    this.pendingEntries = 0;
+    for (const flat of pending) this.deliverPushed(flat);
   }
 
   /** Frames the entries of an XREAD reply once and hands them to the sink in order. */
-  private deliver(reply: unknown): number {
+  private deliverRead(reply: unknown): number {
     if (!Array.isArray(reply) || reply.length === 0) return 0;
     const entries = (reply[0] as [string, Entry[]])[1];
     if (!Array.isArray(entries) || entries.length === 0) return 0;
-    const epoch = this.epoch!;
     const framed: FramedEvent[] = [];
-    for (const [id, fields] of entries) {
-      const streamId = parseStreamId(id);
-      if (streamId === undefined) continue;
-      this.cursor = streamId;
-      const topic = field(fields, "t");
-      if (topic === undefined) continue; // not ours (someone else wrote to the key): skip
-      const eventId = epoch + "." + id;
-      framed.push({ id: eventId, topic, frame: frameEvent(field(fields, "e") ?? "", field(fields, "d") ?? "", eventId) });
-    }
+    for (const [id, fields] of entries) this.take(id, field(fields, "t"), field(fields, "e"), field(fields, "d"), framed);
     if (framed.length > 0 && !this.closed) this.sink?.(framed);
     return entries.length;
+  }
+
+  /** Frames a pushed batch `[id, topic, event, data, ...]`, skipping ids already delivered. */
+  private deliverPushed(flat: readonly unknown[]): void {
+    const framed: FramedEvent[] = [];
+    for (let i = 0; i + 3 < flat.length; i += 4) {
+      if (this.take(flat[i], flat[i + 1], flat[i + 2], flat[i + 3], framed) && this.live) this.knownAdded++;
+    }
+    if (framed.length > 0 && !this.closed) this.sink?.(framed);
+  }
+
+  /** One entry after the cursor: advance, frame, collect. False if it was not new. */
+  private take(id: unknown, topic: unknown, event: unknown, data: unknown, out: FramedEvent[]): boolean {
+    const streamId = parseStreamId(id);
+    if (streamId === undefined || compareStreamIds(streamId, this.cursor) <= 0) return false;
+    this.cursor = streamId;
+    // Not ours (someone else wrote to the key): skip it.
+    if (typeof topic !== "string") return true;
+    const eventId = this.epoch! + "." + (id as string);
+    out.push({ id: eventId, topic, frame: frameEvent(typeof event === "string" ? event : "", typeof data === "string" ? data : "", eventId) });
+    return true;
   }
 }
 
