@@ -50,6 +50,7 @@ else
  */
 function runClient() {
   const latency = new Uint32Array(HIST_MS + 1);
+  const perEvent = []; // seq -> [count, min ms, max ms]
   const conns = [];
   let held = 0;
   let failed = 0;
@@ -116,6 +117,10 @@ function runClient() {
             events++;
             const ms = Math.max(0, Math.min(HIST_MS, Math.round(t - sent)));
             latency[ms]++;
+            const pe = (perEvent[seq] ??= [0, Infinity, 0]);
+            pe[0]++;
+            if (ms < pe[1]) pe[1] = ms;
+            if (ms > pe[2]) pe[2] = ms;
           }
           start = nl + 1;
         }
@@ -174,6 +179,7 @@ function runClient() {
         endedCleanly,
         open: conns.filter((c) => c.ok && !c.socket.destroyed && !c.socket.readableEnded).length,
         latency: msg.withLatency ? Buffer.from(latency.buffer).toString("base64") : undefined,
+        perEvent,
       });
     } else if (msg.cmd === "server-stopping") {
       client.serverStopping = true;
@@ -447,6 +453,20 @@ async function main() {
     for (let i = 0; i < h.length; i++) hist[i] += h[i];
   }
   const delivered = reports.reduce((s, r) => s + r.events, 0);
+  // Per event: how long until the first and the last subscriber had it.
+  const perEvent = [];
+  for (let seq = 0; seq < eventCount; seq++) {
+    let first = Infinity;
+    let last = 0;
+    for (const r of reports) {
+      const pe = r.perEvent[seq];
+      if (pe) {
+        first = Math.min(first, pe[1]);
+        last = Math.max(last, pe[2]);
+      }
+    }
+    perEvent.push({ seq, firstMs: first, lastMs: last });
+  }
   const complete = reports.reduce((s, r) => s + r.complete, 0);
   const result = {
     date: new Date().toISOString(),
@@ -467,6 +487,7 @@ async function main() {
     droppedConnections: reports.reduce((s, r) => s + r.dropped, 0),
     outOfOrder: reports.reduce((s, r) => s + r.outOfOrder, 0),
     latencyMs: { p50: percentile(hist, delivered, 0.5), p99: percentile(hist, delivered, 0.99), max: percentile(hist, delivered, 1) },
+    perEventMs: perEvent.map((e) => `${e.firstMs}..${e.lastMs}`),
     serverRssMiB: { idle: MB(rssIdle), holding: MB(rssHeld), peak: MB(rssPeak), perWorkerAtConnect: perWorkerRss },
     socketsPerWorker: perWorkerFds,
     redisRssMiB: MB(rss(redis.pid)),
