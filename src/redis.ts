@@ -557,7 +557,16 @@ export class RedisBroker implements Broker {
           continue;
         }
         if (!this.needSync) {
-          await this.waitWake(10_000);
+          await this.waitWake(15_000);
+          if (this.needSync || this.closed || !this.readerReady()) continue;
+          // An idle subscribed connection would not notice a silently dead
+          // link (half-open TCP) for minutes: ping it; on failure reconnect
+          // (then catch up from the stream, so nothing is lost meanwhile).
+          await this.reader.ping().catch((err: unknown) => {
+            if (this.closed || this.needSync) return;
+            this.markDown(err);
+            this.reader.disconnect(true);
+          });
           continue;
         }
         this.needSync = false;
