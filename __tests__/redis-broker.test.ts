@@ -309,3 +309,31 @@ test("package: sse-server/redis is its own entry, loads ioredis only when used, 
   const outEsm = execFileSync(process.execPath, ["--input-type=module", "-e", esm], { cwd: root, encoding: "utf8", timeout: 25_000 });
   expect(JSON.parse(outEsm.trim())).toEqual({ cls: true, err: "function" });
 }, 60_000);
+
+test("a resume while Redis is down ends the stream (the client retries with the same id) instead of a reset", async () => {
+  const b = broker();
+  const router = createSseRouter({ secret: SECRET, broker: b, retry: 0 });
+  const app = express();
+  app.use("/", router);
+  const server = http.createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanups.push(async () => {
+    await router.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await waitFor(() => b.ready, 5000, "broker ready");
+  const first = await SseClient.open(base, subscribeToken(SECRET, ["t"]));
+  cleanups.push(() => first.close());
+  expect(await submit(base, submitToken(SECRET, [ev("t", 1)]))).toBe(200);
+  await first.waitForEvents(1);
+  const lastId = first.events[0]!.id!;
+  await redis.stop();
+  const res = await fetch(`${base}/events?token=${subscribeToken(SECRET, ["t"])}`, { headers: { "Last-Event-ID": lastId } });
+  expect(res.status).toBe(200);
+  const text = await res.text(); // resolves only once the server ends the stream
+  expect(text).not.toContain("sse:reset");
+  expect(router.stats.disconnects.broker).toBe(1);
+  expect(router.stats.resets).toBe(0);
+}, 30_000);

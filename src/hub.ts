@@ -10,7 +10,7 @@
  * closures: one heartbeat timer per hub, one shared `close` listener.
  */
 import type { Broker, FramedEvent, ReplayResult, ResetReason } from "./broker";
-import { SseError } from "./errors";
+import { SseError, isSseError } from "./errors";
 import { HEARTBEAT, frameEvent, frameRetry, httpChunk } from "./frame";
 import type { EventInput } from "./tokens";
 
@@ -37,7 +37,12 @@ export interface DirectSocket {
   readonly chunked: boolean;
 }
 
-export type DisconnectReason = "client" | "slow" | "shutdown";
+/**
+ * Why a subscriber was disconnected: the client went away, it was too slow
+ * (buffer bound), the hub shut down, or its resume could not be served
+ * because the broker was unavailable (it retries with the same id later).
+ */
+export type DisconnectReason = "client" | "slow" | "shutdown" | "broker";
 
 export interface HubStats {
   /** Connected subscribers. */
@@ -101,7 +106,7 @@ export class Hub {
     eventsDelivered: 0,
     replays: 0,
     resets: 0,
-    disconnects: { client: 0, slow: 0, shutdown: 0 } as Record<DisconnectReason, number>,
+    disconnects: { client: 0, slow: 0, shutdown: 0, broker: 0 } as Record<DisconnectReason, number>,
   };
 
   constructor(options: HubOptions) {
@@ -170,7 +175,12 @@ export class Hub {
         .then(() => this.broker.replay(lastEventId, new Set(topics)))
         .then(
           (result) => this.finishReplay(sub, result),
-          () => this.finishReplay(sub, { ok: false, reason: "unknown_id", headId: undefined }),
+          (err: unknown) =>
+            // History is there but unreachable right now: end the stream so the
+            // client retries with the same Last-Event-ID, instead of a reset.
+            isSseError(err) && err.code === "broker_unavailable"
+              ? this.remove(sub, "broker")
+              : this.finishReplay(sub, { ok: false, reason: "unknown_id", headId: undefined }),
         );
     }
   }
@@ -221,6 +231,8 @@ export class Hub {
     } else {
       this.counters.resets++;
       this.enqueue(sub, resetFrame(result.reason, result.headId), 0);
+      // Held live events not newer than the reset's id would go backwards.
+      last = result.headId;
     }
     for (const event of held) {
       // Held live events that the replay already contained are skipped: no duplicates.
@@ -318,7 +330,7 @@ export class Hub {
     // A slow client's buffered bytes would never drain: drop them now so memory
     // is freed at once. On shutdown, end cleanly so clients see a normal close.
     if (reason === "slow") sub.sink.destroy();
-    else if (reason === "shutdown") sub.sink.end();
+    else if (reason === "shutdown" || reason === "broker") sub.sink.end();
   }
 }
 
