@@ -4,32 +4,16 @@
  * started again on the same port (empty: no persistence).
  */
 import { submitToken, subscribeToken } from "../src/tokens";
-import { CliServer, RedisServer, SECRET, SseClient, rssOf, sleep, submit, waitFor } from "./helpers/redis";
+import { CliServer, RedisServer, SECRET, rssOf, sleep, submit, waitFor, twoInstancesOnRedis } from "./helpers/redis";
 
+const env = twoInstancesOnRedis();
 let redis: RedisServer;
 let a: CliServer;
 let b: CliServer;
-const clients: SseClient[] = [];
-
-beforeAll(async () => {
-  redis = await RedisServer.start();
-  [a, b] = await Promise.all([CliServer.start({ REDIS_URL: redis.url }), CliServer.start({ REDIS_URL: redis.url })]);
-}, 40_000);
-
-afterEach(() => {
-  for (const c of clients.splice(0)) c.close();
+beforeAll(() => {
+  ({ redis, a, b } = env);
 });
-
-afterAll(async () => {
-  await Promise.all([a?.stop(), b?.stop()]);
-  await redis?.close();
-}, 30_000);
-
-async function subscribe(server: CliServer, topics: string[], lastEventId?: string): Promise<SseClient> {
-  const client = await SseClient.open(server.url, subscribeToken(SECRET, topics), lastEventId);
-  clients.push(client);
-  return client;
-}
+const subscribe = env.subscribe;
 
 test("Redis down under load: submits get 503 fast, nobody crashes, memory stays flat; after restart every acknowledged event reached every subscriber", async () => {
   const subs = [await subscribe(a, ["f"]), await subscribe(a, ["f", "g"]), await subscribe(b, ["f"]), await subscribe(b, ["f"])];

@@ -4,32 +4,16 @@
  * in order, and a client can resume on the other instance.
  */
 import { submitToken, subscribeToken, type EventInput } from "../src/tokens";
-import { CliServer, RedisServer, SECRET, SseClient, sleep, submit, waitFor } from "./helpers/redis";
+import { CliServer, RedisServer, SECRET, sleep, submit, waitFor, twoInstancesOnRedis } from "./helpers/redis";
 
+const env = twoInstancesOnRedis();
 let redis: RedisServer;
 let a: CliServer;
 let b: CliServer;
-const clients: SseClient[] = [];
-
-beforeAll(async () => {
-  redis = await RedisServer.start();
-  [a, b] = await Promise.all([CliServer.start({ REDIS_URL: redis.url }), CliServer.start({ REDIS_URL: redis.url })]);
-}, 40_000);
-
-afterEach(() => {
-  for (const c of clients.splice(0)) c.close();
+beforeAll(() => {
+  ({ redis, a, b } = env);
 });
-
-afterAll(async () => {
-  await Promise.all([a?.stop(), b?.stop()]);
-  await redis?.close();
-}, 30_000);
-
-async function subscribe(server: CliServer, topics: string[], lastEventId?: string): Promise<SseClient> {
-  const client = await SseClient.open(server.url, subscribeToken(SECRET, topics), lastEventId);
-  clients.push(client);
-  return client;
-}
+const subscribe = env.subscribe;
 
 async function send(server: CliServer, events: EventInput[]): Promise<void> {
   const status = await submit(server.url, submitToken(SECRET, events));

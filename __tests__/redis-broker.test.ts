@@ -53,6 +53,20 @@ function ev(topic: string, n: number): EventInput {
 
 const dataOf = (events: FramedEvent[]) => events.map((e) => /data:(.*)\n/.exec(e.frame.toString())![1]);
 
+/** Serves `router` from an Express app on a free port; closed after the test. Returns the base URL. */
+async function serve(router: ReturnType<typeof createSseRouter>): Promise<string> {
+  const app = express();
+  app.use("/", router);
+  const server = http.createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanups.push(async () => {
+    await router.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 test("ids are <epoch>.<stream id> and a broker starts at the head: older entries are history, not live", async () => {
   const a = broker();
   await started(a);
@@ -256,16 +270,7 @@ test("a long replay is read in chunks and stops at the head", async () => {
 test("through the router: /submit answers 503 while Redis is down, subscribers stay connected, delivery resumes", async () => {
   const b = broker();
   const router = createSseRouter({ secret: SECRET, broker: b, heartbeatInterval: 200 });
-  const app = express();
-  app.use("/", router);
-  const server = http.createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanups.push(async () => {
-    await router.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const base = await serve(router);
   const client = await SseClient.open(base, subscribeToken(SECRET, ["t"]));
   cleanups.push(() => client.close());
   await waitFor(() => b.ready, 5000, "broker ready");
@@ -313,16 +318,7 @@ test("package: sse-server/redis is its own entry, loads ioredis only when used, 
 test("a resume while Redis is down ends the stream (the client retries with the same id) instead of a reset", async () => {
   const b = broker();
   const router = createSseRouter({ secret: SECRET, broker: b, retry: 0 });
-  const app = express();
-  app.use("/", router);
-  const server = http.createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanups.push(async () => {
-    await router.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const base = await serve(router);
   await waitFor(() => b.ready, 5000, "broker ready");
   const first = await SseClient.open(base, subscribeToken(SECRET, ["t"]));
   cleanups.push(() => first.close());

@@ -10,6 +10,7 @@ import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { subscribeToken } from "../../src/tokens";
 
 /** Every child process started here, killed on exit if a failed test left it running. */
 const children = new Set<ChildProcess>();
@@ -347,4 +348,44 @@ export function childPids(pid: number): number[] {
   } catch {
     return [];
   }
+}
+
+/** Redis plus two standalone servers on it, started and stopped by jest hooks. */
+export interface TwoInstances {
+  redis: RedisServer;
+  a: CliServer;
+  b: CliServer;
+  /** Opens a subscription on `server`; closed after each test. */
+  subscribe(server: CliServer, topics: string[], lastEventId?: string): Promise<SseClient>;
+}
+
+/**
+ * Registers beforeAll/afterEach/afterAll hooks that start redis-server and two
+ * `node dist/cli.js` instances with `REDIS_URL`, close subscriptions after
+ * each test, and stop everything at the end. Fields are set once beforeAll ran.
+ */
+export function twoInstancesOnRedis(): TwoInstances {
+  const clients: SseClient[] = [];
+  const env = {
+    async subscribe(server: CliServer, topics: string[], lastEventId?: string): Promise<SseClient> {
+      const client = await SseClient.open(server.url, subscribeToken(SECRET, topics), lastEventId);
+      clients.push(client);
+      return client;
+    },
+  } as TwoInstances;
+  beforeAll(async () => {
+    env.redis = await RedisServer.start();
+    [env.a, env.b] = await Promise.all([
+      CliServer.start({ REDIS_URL: env.redis.url }),
+      CliServer.start({ REDIS_URL: env.redis.url }),
+    ]);
+  }, 40_000);
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.close();
+  });
+  afterAll(async () => {
+    await Promise.all([env.a?.stop(), env.b?.stop()]);
+    await env.redis?.close();
+  }, 30_000);
+  return env;
 }
