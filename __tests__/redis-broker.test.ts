@@ -53,6 +53,13 @@ function ev(topic: string, n: number): EventInput {
 
 const dataOf = (events: FramedEvent[]) => events.map((e) => /data:(.*)\n/.exec(e.frame.toString())![1]);
 
+/** Whether the broker accepts these events now (true) or rejects them (false); for polling after an outage. */
+const accepts = (b: RedisBroker, events: EventInput[]): Promise<boolean> =>
+  b.publish(events).then(
+    () => true,
+    () => false,
+  );
+
 /** Serves `router` from an Express app on a free port; closed after the test. Returns the base URL. */
 async function serve(router: ReturnType<typeof createSseRouter>): Promise<string> {
   const app = express();
@@ -112,15 +119,7 @@ test("while Redis is down publish rejects at once with broker_unavailable; after
   // Rejections stay fast for the whole outage (no queue building up).
   for (let i = 0; i < 20; i++) await expect(b.publish([ev("t", 100 + i)])).rejects.toMatchObject({ code: "broker_unavailable" });
   await redis.start();
-  await waitFor(
-    () =>
-      b.publish([ev("t", 3)]).then(
-        () => true,
-        () => false,
-      ),
-    10_000,
-    "publish to succeed again",
-  );
+  await waitFor(() => accepts(b, [ev("t", 3)]), 10_000, "publish to succeed again");
   await waitFor(() => received.some((e) => dataOf([e])[0] === "3"), 10_000, "event after the restart");
   expect(dataOf(received).filter((d) => d === "1" || d === "3")).toEqual(["1", "3"]);
 }, 30_000);
@@ -168,15 +167,7 @@ test("Redis restarted empty: a new epoch, old ids get unknown_id, new events flo
   const oldId = received[0]!.id;
   await redis.stop();
   await redis.start();
-  await waitFor(
-    () =>
-      b.publish([ev("t", 3)]).then(
-        () => true,
-        () => false,
-      ),
-    10_000,
-    "publish after restart",
-  );
+  await waitFor(() => accepts(b, [ev("t", 3)]), 10_000, "publish after restart");
   await waitFor(() => received.length === 3, 10_000, "event after restart");
   const newId = received[2]!.id;
   expect(newId.split(".")[0]).not.toBe(oldId.split(".")[0]);
@@ -207,15 +198,7 @@ test("Redis came back with an older copy of the stream: a new epoch from the res
   await admin.call("RESTORE", b.key, 0, snapshot[0]!, "REPLACE");
   await admin.call("RESTORE", b.epochKey, 0, snapshot[1]!, "REPLACE");
   await admin.call("CLIENT", "KILL", "USER", "default", "SKIPME", "yes");
-  await waitFor(
-    () =>
-      b.publish([ev("t", 5)]).then(
-        () => true,
-        () => false,
-      ),
-    10_000,
-    "publish after the restore",
-  );
+  await waitFor(() => accepts(b, [ev("t", 5)]), 10_000, "publish after the restore");
   await waitFor(() => received.length >= 5, 10_000, "the new event");
   await sleep(200);
   expect(dataOf(received)).toEqual(["1", "2", "3", "4", "5"]); // nothing old delivered again
@@ -243,15 +226,7 @@ test("start() resolves without Redis after startTimeout, publish answers broker_
   const late = await RedisServer.start(port);
   cleanups.push(() => late.close());
   await waitFor(() => b.ready, 10_000, "the broker to connect");
-  await waitFor(
-    () =>
-      b.publish([ev("t", 2)]).then(
-        () => true,
-        () => false,
-      ),
-    10_000,
-    "publish",
-  );
+  await waitFor(() => accepts(b, [ev("t", 2)]), 10_000, "publish");
   await waitFor(() => received.length === 1, 5000, "delivery");
 }, 30_000);
 
