@@ -6,14 +6,15 @@ type EsbuildPlugin = NonNullable<Options["esbuildPlugins"]>[number];
  * `sse-server/redis` must throw the same `SseError` class the router checks
  * with `instanceof` (else a Redis outage would be a 500, not a 503), so its
  * bundle imports errors from the main entry instead of carrying a copy.
+ * Only attached to that entry's build.
  */
 const sharedErrors: EsbuildPlugin = {
   name: "sse-server-shared-errors",
   setup(build) {
     const main = build.initialOptions.format === "esm" ? "./index.mjs" : "./index.js";
-    build.onResolve({ filter: /^\.\/errors$/ }, (args) =>
-      /[\\/]src[\\/]redis[^\\/]*\.ts$/.test(args.importer) ? { path: main, external: true } : undefined,
-    );
+    // Every module this entry bundles (redis.ts, and options.ts it shares
+    // with the router) gets the main entry's errors module.
+    build.onResolve({ filter: /^\.\/errors$/ }, () => ({ path: main, external: true }));
   },
 };
 

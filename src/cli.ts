@@ -24,6 +24,7 @@ import http from "node:http";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { SseError } from "./errors";
+import { parseSecret } from "./options";
 import type { Broker } from "./broker";
 import type * as RedisModule from "./redis";
 import { createSseRouter, type SseRouter } from "./router";
@@ -64,9 +65,7 @@ export function readConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ser
   if (secret === undefined || secret === "") {
     fail("SSE_SECRET is not set: give it 64 hex characters, e.g. SSE_SECRET=$(openssl rand -hex 32)");
   }
-  if (!/^[0-9a-fA-F]{64}$/.test(secret)) {
-    fail(`SSE_SECRET must be 64 hex characters (32 bytes), e.g. from \`openssl rand -hex 32\`; got ${secret.length} characters`);
-  }
+  parseSecret(secret, "SSE_SECRET"); // the router's own check, so both reject the same secrets
   const portText = values.port ?? env["PORT"] ?? "8000";
   const port = Number(portText);
   if (!/^[0-9]{1,5}$/.test(portText) || port > 65535) fail(`PORT must be a number from 0 to 65535; got "${portText}"`);

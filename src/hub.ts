@@ -20,7 +20,6 @@ export interface Sink {
   end(): unknown;
   destroy(): unknown;
   readonly writableLength: number;
-  readonly destroyed: boolean;
   on(event: "close", listener: () => void): unknown;
   /** Added by `compression` and similar middleware: push buffered output out now. */
   flush?: () => void;
@@ -57,7 +56,7 @@ export interface HubStats {
   readonly replays: number;
   /** Subscribers that asked to resume and got `sse:reset` instead. */
   readonly resets: number;
-  /** Disconnects by reason: client went away, too slow (buffer full), or shutdown. */
+  /** Disconnects by reason; see {@link DisconnectReason}. */
   readonly disconnects: Readonly<Record<DisconnectReason, number>>;
 }
 

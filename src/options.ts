@@ -121,10 +121,12 @@ export function parseSecret(secret: unknown, what = "secret"): Buffer {
   return invalid(`${what} is required: 64 hex characters or a 32-byte Buffer`);
 }
 
-function integer(name: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+/** An optional integer option in `[min, max]`, or `fallback`; anything else throws `invalid_option`. */
+export function integerOption(name: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    invalid(`${name} must be an integer between ${min} and ${max}; got ${String(value)}`);
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `between ${min} and ${max}`;
+    invalid(`${name} must be an integer ${range}; got ${String(value)}`);
   }
   return value;
 }
@@ -156,19 +158,19 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
   }
   return Object.freeze({
     key: parseSecret(options.secret),
-    tokenTtl: integer("tokenTtl", options.tokenTtl, DEFAULTS.tokenTtl, 0),
-    heartbeatInterval: integer("heartbeatInterval", options.heartbeatInterval, DEFAULTS.heartbeatInterval, 0, 2 ** 31 - 1),
-    bodyLimit: integer("bodyLimit", options.bodyLimit, DEFAULTS.bodyLimit, 64, 64 * 1024 * 1024),
-    maxTokenLength: integer("maxTokenLength", options.maxTokenLength, DEFAULTS.maxTokenLength, 64),
-    maxTopics: integer("maxTopics", options.maxTopics, DEFAULTS.maxTopics, 1),
-    maxTopicLength: integer("maxTopicLength", options.maxTopicLength, DEFAULTS.maxTopicLength, 1),
-    maxEventNameLength: integer("maxEventNameLength", options.maxEventNameLength, DEFAULTS.maxEventNameLength, 1),
-    maxEventsPerSubmit: integer("maxEventsPerSubmit", options.maxEventsPerSubmit, DEFAULTS.maxEventsPerSubmit, 1),
-    maxBufferBytes: integer("maxBufferBytes", options.maxBufferBytes, DEFAULTS.maxBufferBytes, 1024),
-    retry: integer("retry", options.retry, DEFAULTS.retry, 0, 2 ** 31 - 1),
-    retryJitter: integer("retryJitter", options.retryJitter, DEFAULTS.retryJitter, 0, 2 ** 31 - 1),
-    historyBytes: integer("historyBytes", options.historyBytes, DEFAULTS.historyBytes, 0),
-    historyAge: integer("historyAge", options.historyAge, DEFAULTS.historyAge, 0),
+    tokenTtl: integerOption("tokenTtl", options.tokenTtl, DEFAULTS.tokenTtl, 0),
+    heartbeatInterval: integerOption("heartbeatInterval", options.heartbeatInterval, DEFAULTS.heartbeatInterval, 0, 2 ** 31 - 1),
+    bodyLimit: integerOption("bodyLimit", options.bodyLimit, DEFAULTS.bodyLimit, 64, 64 * 1024 * 1024),
+    maxTokenLength: integerOption("maxTokenLength", options.maxTokenLength, DEFAULTS.maxTokenLength, 64),
+    maxTopics: integerOption("maxTopics", options.maxTopics, DEFAULTS.maxTopics, 1),
+    maxTopicLength: integerOption("maxTopicLength", options.maxTopicLength, DEFAULTS.maxTopicLength, 1),
+    maxEventNameLength: integerOption("maxEventNameLength", options.maxEventNameLength, DEFAULTS.maxEventNameLength, 1),
+    maxEventsPerSubmit: integerOption("maxEventsPerSubmit", options.maxEventsPerSubmit, DEFAULTS.maxEventsPerSubmit, 1),
+    maxBufferBytes: integerOption("maxBufferBytes", options.maxBufferBytes, DEFAULTS.maxBufferBytes, 1024),
+    retry: integerOption("retry", options.retry, DEFAULTS.retry, 0, 2 ** 31 - 1),
+    retryJitter: integerOption("retryJitter", options.retryJitter, DEFAULTS.retryJitter, 0, 2 ** 31 - 1),
+    historyBytes: integerOption("historyBytes", options.historyBytes, DEFAULTS.historyBytes, 0),
+    historyAge: integerOption("historyAge", options.historyAge, DEFAULTS.historyAge, 0),
     cors: resolveCors(options.cors),
     tokenCookie,
     broker,

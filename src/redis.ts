@@ -53,6 +53,7 @@ import Redis, { type RedisOptions } from "ioredis";
 import type { Broker, BrokerSink, FramedEvent, ReplayResult } from "./broker";
 import { SseError } from "./errors";
 import { frameEvent } from "./frame";
+import { integerOption } from "./options";
 import type { EventInput } from "./tokens";
 
 export interface RedisBrokerOptions {
@@ -254,13 +255,8 @@ function field(fields: readonly string[], name: string): string | undefined {
   return undefined;
 }
 
-function integerOption(name: string, value: number | undefined, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
-    throw new SseError("invalid_option", `${name} must be an integer >= ${min}; got ${String(value)}`);
-  }
-  return value;
-}
+/** Reconnect delay after `attempt` failures: 50 ms doubling, at most 1 s. */
+const backoff = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt, 5), 1000);
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
@@ -337,7 +333,7 @@ export class RedisBroker implements Broker {
       autoResendUnfulfilledCommands: false,
       // The read loop subscribes again itself, then catches up (see loop()).
       autoResubscribe: false,
-      retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 5), 1000),
+      retryStrategy: backoff,
       connectTimeout: options.redis?.connectTimeout ?? 3000,
       keepAlive: options.redis?.keepAlive ?? 10_000,
     } as RedisOptions;
@@ -584,7 +580,7 @@ export class RedisBroker implements Broker {
         this.needSync = true;
         this.live = false;
         this.markDown(err);
-        await sleep(Math.min(50 * 2 ** Math.min(failures++, 5), 1000));
+        await sleep(backoff(failures++));
       }
     }
   }

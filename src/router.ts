@@ -277,17 +277,15 @@ function applyCors(opts: ResolvedOptions, req: IncomingMessage, res: ServerRespo
 }
 
 /** The one place that maps errors to HTTP. Never echoes tokens or bodies. */
-function errorHandler(err: unknown, req: IncomingMessage, res: ServerResponse, next: NextFunction): void {
-  const sseError = toSseError(err);
+// Four parameters: that is how Express recognises error middleware. Every
+// error reaching here is answered; none is passed on to the host app.
+function errorHandler(err: unknown, req: IncomingMessage, res: ServerResponse, _next: NextFunction): void {
   if (res.headersSent) {
     // The stream already started; nothing useful can be sent. Drop the connection.
     res.destroy();
     return;
   }
-  if (sseError === undefined) {
-    next(err);
-    return;
-  }
+  const sseError = toSseError(err);
   if (sseError.code === "internal") {
     // Log without the request line or headers: they may carry tokens.
     console.error(`sse-server: internal error on ${req.method} ${pathOf(req)}:`, err);
@@ -300,7 +298,7 @@ function errorHandler(err: unknown, req: IncomingMessage, res: ServerResponse, n
 }
 
 /** Errors from body-parser and friends carry `type`/`status`; give them our codes. */
-function toSseError(err: unknown): SseError | undefined {
+function toSseError(err: unknown): SseError {
   if (isSseError(err)) return err;
   if (err === null || typeof err !== "object") return new SseError("internal", "internal error");
   const { type, status } = err as { type?: unknown; status?: unknown };
