@@ -1,27 +1,12 @@
-import { defineConfig, type Options } from "tsup";
-
-type EsbuildPlugin = NonNullable<Options["esbuildPlugins"]>[number];
-
-/**
- * `sse-server/redis` must throw the same `SseError` class the router checks
- * with `instanceof` (else a Redis outage would be a 500, not a 503), so its
- * bundle imports errors from the main entry instead of carrying a copy.
- * Only attached to that entry's build.
- */
-const sharedErrors: EsbuildPlugin = {
-  name: "sse-server-shared-errors",
-  setup(build) {
-    const main = build.initialOptions.format === "esm" ? "./index.mjs" : "./index.js";
-    // Every module this entry bundles (redis.ts, and options.ts it shares
-    // with the router) gets the main entry's errors module.
-    build.onResolve({ filter: /^\.\/errors$/ }, () => ({ path: main, external: true }));
-  },
-};
+import { defineConfig } from "tsup";
 
 // The library: CJS for `require` users (most Express apps) and ESM for
 // `import`, each with its own bundled .d.ts. `sse-server/redis` is a separate
 // entry so that apps without Redis never load ioredis (an optional peer
-// dependency, kept external). The CLI is a CJS executable only.
+// dependency, kept external); it carries its own copy of the small shared
+// modules and does not load the main entry or Express (errors are recognised
+// by a global brand, not by class identity, so copies agree). The CLI is a
+// CJS executable only.
 export default defineConfig([
   {
     entry: { index: "src/index.ts" },
@@ -41,7 +26,6 @@ export default defineConfig([
     platform: "node",
     sourcemap: true,
     splitting: false,
-    esbuildPlugins: [sharedErrors],
   },
   {
     entry: { cli: "src/cli.ts" },

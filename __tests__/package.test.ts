@@ -45,3 +45,18 @@ test("type declarations are bundled for both formats", () => {
     expect(existsSync(path.join(root, "dist", file))).toBe(true);
   }
 });
+
+test("sse-server/redis loads neither the main entry nor Express, and its errors are SseErrors of the main entry", () => {
+  const out = node([
+    "-e",
+    `const { RedisBroker } = require("sse-server/redis");
+     const loaded = Object.keys(require.cache);
+     const express = loaded.some((f) => f.includes("/node_modules/express/"));
+     const main = loaded.some((f) => f.endsWith("/dist/index.js"));
+     let err;
+     try { new RedisBroker({ key: "" }); } catch (e) { err = e; }
+     const m = require("sse-server");
+     console.log([express, main, m.isSseError(err), err instanceof m.SseError, err.code].join(","));`,
+  ]);
+  expect(out).toBe("false,false,true,true,invalid_option");
+});

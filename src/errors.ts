@@ -44,13 +44,28 @@ export const HTTP_STATUS: Readonly<Record<SseErrorCode, number>> = Object.freeze
   internal: 500,
 });
 
+/**
+ * Brand on every `SseError`, registered globally with `Symbol.for` so that
+ * copies of this module (the CJS and ESM builds, the `sse-server/redis`
+ * bundle, two installed versions) recognise each other's errors: errors are
+ * told apart by this brand and their `code`, never by class identity.
+ */
+const kSseError: unique symbol = Symbol.for("sse-server.error") as never;
+
 export class SseError extends Error {
   readonly code: SseErrorCode;
+  /** @internal */
+  readonly [kSseError] = true;
 
   constructor(code: SseErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "SseError";
     this.code = code;
+  }
+
+  /** `err instanceof SseError` holds for an SseError from any copy of this module. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return isSseError(value);
   }
 
   /** HTTP status for this error. */
@@ -64,6 +79,7 @@ export class SseError extends Error {
   }
 }
 
+/** True for an {@link SseError} made by any copy of sse-server (checks the brand, not the class). */
 export function isSseError(err: unknown): err is SseError {
-  return err instanceof SseError;
+  return typeof err === "object" && err !== null && (err as { [kSseError]?: unknown })[kSseError] === true;
 }
