@@ -11,6 +11,9 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { subscribeToken } from "../../src/tokens";
+import { parseFrames, type SseEvent } from "./parse";
+
+export { parseFrames, type SseEvent };
 
 /** Every child process started here, killed on exit if a failed test left it running. */
 const children = new Set<ChildProcess>();
@@ -188,41 +191,6 @@ export function rssOf(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
   const match = /VmRSS:\s+(\d+) kB/.exec(status);
   return match ? Number(match[1]) * 1024 : 0;
-}
-
-export interface SseEvent {
-  event: string;
-  data: string;
-  id: string | undefined;
-}
-
-/** Parses complete SSE frames out of `buffer`; returns events and the unparsed rest. */
-export function parseFrames(buffer: string): { events: SseEvent[]; rest: string } {
-  const events: SseEvent[] = [];
-  let start = 0;
-  for (;;) {
-    const end = buffer.indexOf("\n\n", start);
-    if (end === -1) break;
-    const block = buffer.slice(start, end);
-    start = end + 2;
-    let event = "message";
-    const data: string[] = [];
-    let id: string | undefined;
-    let any = false;
-    for (const line of block.split("\n")) {
-      if (line === "" || line.startsWith(":")) continue;
-      const colon = line.indexOf(":");
-      const name = colon === -1 ? line : line.slice(0, colon);
-      const value = colon === -1 ? "" : line.slice(colon + 1);
-      if (name === "event") event = value;
-      else if (name === "data") data.push(value);
-      else if (name === "id") id = value;
-      else continue;
-      any = true;
-    }
-    if (any && data.length > 0) events.push({ event, data: data.join("\n"), id });
-  }
-  return { events, rest: buffer.slice(start) };
 }
 
 /** One event-stream connection: parsed events, the last id seen, and the local port (to find the serving process). */

@@ -7,6 +7,7 @@ import type { AddressInfo } from "node:net";
 import express from "express";
 import { createSseRouter, type SseRouter } from "../../src/router";
 import type { SseRouterOptions } from "../../src/options";
+import { parseSse } from "./parse";
 
 export const SECRET = "7ad2a0b0cf5e1f6dbb0dc6a4f9a1e4c5b3f0e2d1c9b8a7f6e5d4c3b2a1908172";
 
@@ -139,29 +140,9 @@ export class RawStream {
   }
 }
 
-/** Parsed SSE events (name, data, id) from raw text, comments and retry ignored. */
+/** Parsed SSE events (name, data, id) from raw text, comments and retry ignored; see ./parse.ts. */
 export function parseEvents(text: string): Array<{ event: string; data: string; id?: string }> {
-  const out: Array<{ event: string; data: string; id?: string }> = [];
-  for (const block of text.split("\n\n")) {
-    if (!block) continue;
-    let event = "message";
-    const data: string[] = [];
-    let id: string | undefined;
-    let any = false;
-    for (const line of block.split("\n")) {
-      if (line.startsWith(":") || line === "") continue;
-      const colon = line.indexOf(":");
-      const name = colon === -1 ? line : line.slice(0, colon);
-      const value = colon === -1 ? "" : line.slice(colon + 1);
-      if (name === "event") event = value;
-      else if (name === "data") {
-        data.push(value);
-        any = true;
-      } else if (name === "id") id = value;
-    }
-    if (any) out.push(id === undefined ? { event, data: data.join("\n") } : { event, data: data.join("\n"), id });
-  }
-  return out;
+  return parseSse(text).map(({ event, data, id }) => (id === undefined ? { event, data } : { event, data, id }));
 }
 
 /** Waits until `fn()` is true, polling. */
