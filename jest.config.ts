@@ -5,6 +5,8 @@ const config: Config = {
   testEnvironment: "node",
   roots: ["<rootDir>/__tests__"],
   testMatch: ["**/*.test.ts"],
+  // Builds dist/ once when it is stale, before any test file runs (never during).
+  globalSetup: "<rootDir>/__tests__/global-setup.ts",
   transform: {
     "^.+\\.(t|j)sx?$": ["@swc/jest", { jsc: { target: "es2022", parser: { syntax: "typescript" } } }],
   },

@@ -15,10 +15,6 @@ function node(args: string[]): string {
   return execFileSync(process.execPath, args, { cwd: root, encoding: "utf8" }).trim();
 }
 
-beforeAll(() => {
-  if (!existsSync(path.join(root, "dist", "index.mjs"))) execFileSync("npx", ["tsup"], { cwd: root });
-}, 120_000);
-
 test("require('sse-server') gives the CommonJS build with the documented API", () => {
   const out = node([
     "-e",

@@ -4,7 +4,6 @@
  * end to a real EventSource client, and exits 0 on SIGTERM.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
 import path from "node:path";
 import { EventSource } from "eventsource";
 import { createPublisher } from "../src/publisher";
@@ -12,14 +11,6 @@ import { submitToken, subscribeToken } from "../src/tokens";
 import { SECRET } from "./helpers/sse";
 
 const CLI = path.join(__dirname, "..", "dist", "cli.js");
-
-beforeAll(() => {
-  // .ci/run builds first. Build here only when dist/ is missing: a rebuild
-  // empties dist/ under other test files running in parallel.
-  if (existsSync(CLI)) return;
-  const build = spawnSync("npx", ["tsup"], { cwd: path.join(__dirname, ".."), encoding: "utf8" });
-  if (build.status !== 0) throw new Error(`build failed: ${build.stderr}`);
-}, 120_000);
 
 function run(env: Record<string, string>, args: string[] = []) {
   return spawnSync(process.execPath, [CLI, ...args], {
