@@ -253,6 +253,16 @@ export class SseClient {
     return this.events.filter((e) => name === undefined || e.event === name).map((e) => e.data);
   }
 
+  /**
+   * Waits for the event named `marker` (published last by the test) and
+   * returns the events before it: "nothing else arrived" is then proven by
+   * order, not by sleeping and hoping.
+   */
+  async untilMarker(marker = "end", timeout = 10_000): Promise<SseEvent[]> {
+    await waitFor(() => this.events.some((e) => e.event === marker), timeout, `the "${marker}" marker event`);
+    return this.events.slice(0, this.events.findIndex((e) => e.event === marker));
+  }
+
   async waitForEvents(count: number, timeout = 10_000): Promise<void> {
     await waitFor(() => this.events.length >= count, timeout, `${count} events (have ${this.events.length})`);
   }
