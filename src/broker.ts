@@ -8,7 +8,7 @@
  * Redis broker in `sse-server/redis` (many processes and machines).
  */
 import { frameEvent } from "./frame";
-import type { EventInput } from "./tokens";
+import type { EventInput } from "./types";
 
 /** An event with its id, framed once; `frame` is shared by every subscriber. */
 export interface FramedEvent {

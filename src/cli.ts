@@ -24,7 +24,7 @@ import http from "node:http";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { SseError } from "./errors";
-import { parseSecret } from "./options";
+import { parseSecret } from "./validate";
 import type { Broker } from "./broker";
 import type * as RedisModule from "./redis";
 import { createSseRouter, type SseRouter } from "./router";

@@ -12,7 +12,7 @@
 import type { Broker, FramedEvent, ReplayResult, ResetReason } from "./broker";
 import { SseError, isSseError } from "./errors";
 import { HEARTBEAT, frameEvent, frameRetry, httpChunk } from "./frame";
-import type { EventInput } from "./tokens";
+import type { EventInput } from "./types";
 
 /** What the hub needs of an HTTP response (a `http.ServerResponse` fits). */
 export interface Sink {

@@ -3,7 +3,9 @@
  * (defaults applied, validated) exactly once by {@link resolveOptions}.
  */
 import type { Broker } from "./broker";
-import { SseError } from "./errors";
+import { integerOption, invalid, parseSecret } from "./validate";
+
+export { integerOption, parseSecret };
 
 export interface SseRouterOptions {
   /**
@@ -98,38 +100,6 @@ export const DEFAULTS = Object.freeze({
   historyBytes: 16 * 1024 * 1024,
   historyAge: 5 * 60_000,
 });
-
-function invalid(message: string): never {
-  throw new SseError("invalid_option", message);
-}
-
-/**
- * Turns the secret into its 32 key bytes, or throws a clear error. Never
- * silently pads, truncates or falls back: a wrong secret must fail at startup.
- */
-export function parseSecret(secret: unknown, what = "secret"): Buffer {
-  if (typeof secret === "string") {
-    if (!/^[0-9a-fA-F]{64}$/.test(secret)) {
-      invalid(`${what} must be 64 hex characters (32 bytes), e.g. from \`openssl rand -hex 32\`; got ${secret.length} characters${secret.length === 64 ? " with non-hex characters" : ""}`);
-    }
-    return Buffer.from(secret, "hex");
-  }
-  if (secret instanceof Uint8Array) {
-    if (secret.length !== 32) invalid(`${what} must be 32 bytes; got ${secret.length}`);
-    return Buffer.from(secret);
-  }
-  return invalid(`${what} is required: 64 hex characters or a 32-byte Buffer`);
-}
-
-/** An optional integer option in `[min, max]`, or `fallback`; anything else throws `invalid_option`. */
-export function integerOption(name: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `between ${min} and ${max}`;
-    invalid(`${name} must be an integer ${range}; got ${String(value)}`);
-  }
-  return value;
-}
 
 function boolean(name: string, value: unknown): boolean {
   if (value === undefined) return false;

@@ -4,7 +4,7 @@
  * (Node's global `fetch` pools and reuses them).
  */
 import { SseError, type SseErrorCode, HTTP_STATUS } from "./errors";
-import { parseSecret } from "./options";
+import { parseSecret } from "./validate";
 import { submitToken, type EventInput } from "./tokens";
 
 export interface PublisherOptions {

@@ -53,8 +53,8 @@ import Redis, { type RedisOptions } from "ioredis";
 import type { Broker, BrokerSink, FramedEvent, ReplayResult } from "./broker";
 import { SseError } from "./errors";
 import { frameEvent } from "./frame";
-import { integerOption } from "./options";
-import type { EventInput } from "./tokens";
+import type { EventInput } from "./types";
+import { integerOption } from "./validate";
 
 export interface RedisBrokerOptions {
   /** Redis URL, e.g. `redis://127.0.0.1:6379/0` or `rediss://user:pass@host:6380`. Defaults to `redis://127.0.0.1:6379`. */

@@ -9,17 +9,10 @@
 import { Decoder, encode } from "@msgpack/msgpack";
 import { brancaEncode, createBrancaCodec } from "./branca";
 import { SseError } from "./errors";
-import { parseSecret } from "./options";
+import type { EventInput } from "./types";
+import { parseSecret } from "./validate";
 
-/** One event as submitted by a backend. All three fields are strings. */
-export interface EventInput {
-  /** Topic the event is delivered to. */
-  topic: string;
-  /** SSE event name (`event:` field); CR/LF become spaces on the wire. */
-  event: string;
-  /** Event data; split into `data:` lines on CRLF, CR and LF. */
-  data: string;
-}
+export type { EventInput } from "./types";
 
 /** Limits applied to decoded payloads; fields of the resolved router options. */
 export interface PayloadLimits {
