@@ -3,7 +3,7 @@ import { defineConfig, type Options } from "tsup";
 type EsbuildPlugin = NonNullable<Options["esbuildPlugins"]>[number];
 
 /**
- * `sse-server/redis` must throw the same `SseError` class the router checks
+ * `sse-hub/redis` must throw the same `SseError` class the router checks
  * with `instanceof` (else a Redis outage would be a 500, not a 503), so its
  * bundle imports errors from the main entry instead of carrying a copy.
  * Only attached to that entry's build.
@@ -19,7 +19,7 @@ const sharedErrors: EsbuildPlugin = {
 };
 
 // The library: CJS for `require` users (most Express apps) and ESM for
-// `import`, each with its own bundled .d.ts. `sse-server/redis` is a separate
+// `import`, each with its own bundled .d.ts. `sse-hub/redis` is a separate
 // entry so that apps without Redis never load ioredis (an optional peer
 // dependency, kept external). The CLI is a CJS executable only.
 export default defineConfig([

@@ -2,7 +2,7 @@
  * Redis broker specifics on a real redis-server: outages (fast 503, the read
  * loop picks up where it stopped), Redis restarted empty (new epoch, old ids
  * reset), several brokers on one stream, and the packaging of
- * `sse-server/redis` (lazy ioredis, one SseError class).
+ * `sse-hub/redis` (lazy ioredis, one SseError class).
  */
 import { execFileSync } from "node:child_process";
 import http from "node:http";
@@ -264,13 +264,13 @@ test("through the router: /submit answers 503 while Redis is down, subscribers s
   expect(client.closed).toBe(false);
 }, 30_000);
 
-test("package: sse-server/redis is its own entry, loads ioredis only when used, and shares SseError with the main entry", () => {
+test("package: sse-hub/redis is its own entry, loads ioredis only when used, and shares SseError with the main entry", () => {
   const root = path.join(__dirname, "..");
   const script = `
-    const main = require("sse-server");
+    const main = require("sse-hub");
     const loaded = () => Object.keys(require.cache).some((k) => k.includes("/node_modules/ioredis/"));
     const before = loaded();
-    const { createRedisBroker } = require("sse-server/redis");
+    const { createRedisBroker } = require("sse-hub/redis");
     const b = createRedisBroker({ url: "redis://127.0.0.1:1", log: null, startTimeout: 0 });
     b.start(() => {}).then(() => b.publish([{ topic: "t", event: "e", data: "" }])).then(
       () => console.log(JSON.stringify({ before, after: loaded(), error: null })),
@@ -280,8 +280,8 @@ test("package: sse-server/redis is its own entry, loads ioredis only when used, 
   const out = execFileSync(process.execPath, ["-e", script], { cwd: root, encoding: "utf8", timeout: 25_000 });
   expect(JSON.parse(out.trim())).toEqual({ before: false, after: true, same: true, code: "broker_unavailable" });
   const esm = `
-    import { SseError } from "sse-server";
-    import { createRedisBroker, RedisBroker } from "sse-server/redis";
+    import { SseError } from "sse-hub";
+    import { createRedisBroker, RedisBroker } from "sse-hub/redis";
     const b = createRedisBroker({ url: "redis://127.0.0.1:1", log: null });
     console.log(JSON.stringify({ cls: b instanceof RedisBroker, err: typeof SseError }));
     await b.close();

@@ -52,7 +52,7 @@ export interface SseRouterOptions {
   /**
    * Where events go and come from. Defaults to an in-memory broker owned by
    * this router (no setup, single process). Pass a shared broker (e.g.
-   * `sse-server/redis`) to fan out across processes and machines.
+   * `sse-hub/redis`) to fan out across processes and machines.
    */
   broker?: Broker;
   /** Serve `GET /health` with JSON stats. Defaults to `false`. */

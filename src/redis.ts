@@ -1,11 +1,11 @@
 /**
  * Redis broker: many hub instances (processes, machines) share one ordered
- * event log, a Redis Stream. Import it from `sse-server/redis` so that apps
+ * event log, a Redis Stream. Import it from `sse-hub/redis` so that apps
  * without Redis never load `ioredis` (an optional peer dependency).
  *
  * ```ts
- * import { createSseRouter } from "sse-server";
- * import { createRedisBroker } from "sse-server/redis";
+ * import { createSseRouter } from "sse-hub";
+ * import { createRedisBroker } from "sse-hub/redis";
  *
  * const broker = createRedisBroker({ url: process.env.REDIS_URL });
  * const sse = createSseRouter({ secret, broker });
