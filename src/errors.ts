@@ -64,6 +64,13 @@ export class SseError extends Error {
   }
 }
 
+/**
+ * Set on a response (as `res[RESPONSE_ERROR_CODE]`) that the router answered
+ * with an error, so an access log outside the router can report the code
+ * without parsing the body.
+ */
+export const RESPONSE_ERROR_CODE: unique symbol = Symbol.for("sse-hub.errorCode");
+
 export function isSseError(err: unknown): err is SseError {
   return err instanceof SseError;
 }

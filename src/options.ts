@@ -4,6 +4,7 @@
  */
 import type { Broker } from "./broker";
 import { SseError } from "./errors";
+import { DEFAULT_LOGGER, type Logger } from "./logger";
 
 export interface SseRouterOptions {
   /**
@@ -59,6 +60,12 @@ export interface SseRouterOptions {
   health?: boolean;
   /** Serve `GET /metrics` in Prometheus text format. Defaults to `false`. */
   metrics?: boolean;
+  /**
+   * Where the router logs: internal errors (`error`) and, at `debug`, why a
+   * request was refused (e.g. which token check failed; never the token).
+   * Defaults to a console logger that writes only warnings and errors, to stderr.
+   */
+  logger?: Logger;
 }
 
 export interface ResolvedOptions {
@@ -81,6 +88,7 @@ export interface ResolvedOptions {
   readonly broker: Broker | undefined;
   readonly health: boolean;
   readonly metrics: boolean;
+  readonly logger: Logger;
 }
 
 export const DEFAULTS = Object.freeze({
@@ -156,6 +164,10 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
   if (broker !== undefined && (typeof broker !== "object" || typeof broker.publish !== "function")) {
     invalid("broker must implement the Broker interface");
   }
+  const logger = options.logger ?? DEFAULT_LOGGER;
+  if (typeof logger !== "object" || logger === null || !(["debug", "info", "warn", "error"] as const).every((m) => typeof logger[m] === "function")) {
+    invalid("logger must have debug, info, warn and error methods");
+  }
   return Object.freeze({
     key: parseSecret(options.secret),
     tokenTtl: integerOption("tokenTtl", options.tokenTtl, DEFAULTS.tokenTtl, 0),
@@ -176,5 +188,6 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
     broker,
     health: boolean("health", options.health),
     metrics: boolean("metrics", options.metrics),
+    logger,
   });
 }
