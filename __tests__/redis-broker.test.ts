@@ -242,6 +242,19 @@ test("a long replay is read in chunks and stops at the head", async () => {
   if (result.ok) expect(result.events.map((e) => e.id)).toEqual(received.filter((e) => e.topic === "t").slice(1).map((e) => e.id));
 });
 
+test("outage lines go to the given logger (warn), not to the console", async () => {
+  const lines: string[] = [];
+  const record = (level: string) => (message: string) => lines.push(`${level} ${message}`);
+  const logger = { debug: record("debug"), info: record("info"), warn: record("warn"), error: record("error") };
+  const b = broker({ log: undefined, logger });
+  await started(b);
+  await redis.stop();
+  await waitFor(() => lines.length > 0, 5000, "an outage line");
+  expect(lines[0]).toMatch(/^warn redis: Redis unreachable \(.+\); publishing answers 503 and reading retries until it is back$/);
+  await redis.start();
+  await waitFor(() => lines.includes("warn redis: Redis reachable again; reading on from the last event read"), 10_000, "the recovery line");
+}, 30_000);
+
 test("through the router: /submit answers 503 while Redis is down, subscribers stay connected, delivery resumes", async () => {
   const b = broker();
   const router = createSseRouter({ secret: SECRET, broker: b, heartbeatInterval: 200 });
@@ -254,7 +267,8 @@ test("through the router: /submit answers 503 while Redis is down, subscribers s
   await redis.stop();
   const res = await fetch(`${base}/submit`, { method: "POST", body: submitToken(SECRET, [ev("t", 2)]) });
   expect(res.status).toBe(503);
-  expect(await res.json()).toMatchObject({ error: "broker_unavailable" });
+  // What the publisher can do, not the Redis client's internals ("Stream isn't writeable and enableOfflineQueue options is false").
+  expect(await res.json()).toEqual({ error: "broker_unavailable", message: "the event broker (Redis) is unreachable; events were not accepted, retry shortly" });
   await sleep(500); // heartbeats keep flowing; the stream stays open
   expect(client.closed).toBe(false);
   await redis.start();
