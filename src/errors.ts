@@ -24,6 +24,12 @@ export type SseErrorCode =
   | "closed"
   /** The broker (e.g. Redis) cannot accept events right now. */
   | "broker_unavailable"
+  /**
+   * The publisher client could not reach the hub at all (refused, DNS, TLS,
+   * timeout): check its URL and that it runs. Never sent by the server; 502
+   * only so the code has a status like every other.
+   */
+  | "hub_unreachable"
   /** An option passed to a constructor is invalid (programmer error). */
   | "invalid_option"
   /** A bug or an unexpected failure on our side; details are logged, not sent. */
@@ -40,6 +46,7 @@ export const HTTP_STATUS: Readonly<Record<SseErrorCode, number>> = Object.freeze
   not_found: 404,
   closed: 503,
   broker_unavailable: 503,
+  hub_unreachable: 502,
   invalid_option: 500,
   internal: 500,
 });
