@@ -1,7 +1,7 @@
 import { defineConfig } from "tsup";
 
 // The library: CJS for `require` users (most Express apps) and ESM for
-// `import`, each with its own bundled .d.ts. `sse-server/redis` is a separate
+// `import`, each with its own bundled .d.ts. `sse-hub/redis` is a separate
 // entry so that apps without Redis never load ioredis (an optional peer
 // dependency, kept external); it carries its own copy of the small shared
 // modules and does not load the main entry or Express (errors are recognised

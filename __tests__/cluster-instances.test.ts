@@ -21,7 +21,7 @@ async function send(server: CliServer, events: EventInput[]): Promise<void> {
 }
 
 test("the startup line names the broker (without credentials)", () => {
-  expect(a.output).toMatch(/^sse-server listening on http:\/\/127\.0\.0\.1:\d+ \(events: .*\), broker redis:\/\/127\.0\.0\.1:\d+\n/);
+  expect(a.output).toMatch(/^sse-server: listening on http:\/\/127\.0\.0\.1:\d+ \(events: .*\), broker redis:\/\/127\.0\.0\.1:\d+\n/);
 });
 
 test("an event submitted on B reaches a subscriber on A exactly once", async () => {

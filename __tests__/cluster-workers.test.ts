@@ -41,7 +41,7 @@ test("WORKERS>1 without REDIS_URL is refused with a clear message and exit code 
     timeout: 15_000,
   });
   expect(bad.status).toBe(2);
-  expect(bad.stderr).toMatch(/WORKERS must be/);
+  expect(bad.stderr).toMatch(/WORKERS \(--workers\) must be a number from 1 to 1024/);
 }, 30_000);
 
 test("WORKERS=2 with Redis: subscribers spread over both workers all receive every event; SIGTERM stops all and exits 0", async () => {

@@ -1,7 +1,7 @@
 /**
  * The published entry points: CJS and ESM builds of the library and of the
  * optional Redis subpath resolve through the package's `exports` map by name
- * (as `require("sse-server")` / `import "sse-server"` in a user's app), and
+ * (as `require("sse-hub")` / `import "sse-hub"` in a user's app), and
  * the bundled types exist.
  */
 import { execFileSync } from "node:child_process";
@@ -11,25 +11,25 @@ import path from "node:path";
 const root = path.join(__dirname, "..");
 
 function node(args: string[]): string {
-  // Run from the package root so the self-reference "sse-server" resolves via `exports`.
+  // Run from the package root so the self-reference "sse-hub" resolves via `exports`.
   return execFileSync(process.execPath, args, { cwd: root, encoding: "utf8" }).trim();
 }
 
-test("require('sse-server') gives the CommonJS build with the documented API", () => {
+test("require('sse-hub') gives the CommonJS build with the documented API", () => {
   const out = node([
     "-e",
-    `const m = require("sse-server"); const r = require("sse-server/redis");
+    `const m = require("sse-hub"); const r = require("sse-hub/redis");
      console.log([typeof m.createSseRouter, typeof m.subscribeToken, typeof m.submitToken, typeof m.createPublisher, typeof m.SseError, typeof r.createRedisBroker].join(","))`,
   ]);
   expect(out).toBe("function,function,function,function,function,function");
 });
 
-test("import 'sse-server' gives the ES module build, and tokens work from it", () => {
+test("import 'sse-hub' gives the ES module build, and tokens work from it", () => {
   const out = node([
     "--input-type=module",
     "-e",
-    `import { createSseRouter, subscribeToken } from "sse-server";
-     import { createRedisBroker } from "sse-server/redis";
+    `import { createSseRouter, subscribeToken } from "sse-hub";
+     import { createRedisBroker } from "sse-hub/redis";
      const token = subscribeToken("00".repeat(32), ["a"]);
      console.log(typeof createSseRouter, typeof createRedisBroker, /^[0-9A-Za-z]+$/.test(token));`,
   ]);
@@ -42,16 +42,16 @@ test("type declarations are bundled for both formats", () => {
   }
 });
 
-test("sse-server/redis loads neither the main entry nor Express, and its errors are SseErrors of the main entry", () => {
+test("sse-hub/redis loads neither the main entry nor Express, and its errors are SseErrors of the main entry", () => {
   const out = node([
     "-e",
-    `const { RedisBroker } = require("sse-server/redis");
+    `const { RedisBroker } = require("sse-hub/redis");
      const loaded = Object.keys(require.cache);
      const express = loaded.some((f) => f.includes("/node_modules/express/"));
      const main = loaded.some((f) => f.endsWith("/dist/index.js"));
      let err;
      try { new RedisBroker({ key: "" }); } catch (e) { err = e; }
-     const m = require("sse-server");
+     const m = require("sse-hub");
      console.log([express, main, m.isSseError(err), err instanceof m.SseError, err.code].join(","));`,
   ]);
   expect(out).toBe("false,false,true,true,invalid_option");

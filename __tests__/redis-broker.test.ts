@@ -2,7 +2,7 @@
  * Redis broker specifics on a real redis-server: outages (fast 503, the read
  * loop picks up where it stopped), Redis restarted empty (new epoch, old ids
  * reset), several brokers on one stream, and the packaging of
- * `sse-server/redis` (lazy ioredis, one SseError class).
+ * `sse-hub/redis` (lazy ioredis, one SseError class).
  */
 import { execFileSync } from "node:child_process";
 import http from "node:http";
@@ -242,6 +242,19 @@ test("a long replay is read in chunks and stops at the head", async () => {
   if (result.ok) expect(result.events.map((e) => e.id)).toEqual(received.filter((e) => e.topic === "t").slice(1).map((e) => e.id));
 });
 
+test("outage lines go to the given logger (warn), not to the console", async () => {
+  const lines: string[] = [];
+  const record = (level: string) => (message: string) => lines.push(`${level} ${message}`);
+  const logger = { debug: record("debug"), info: record("info"), warn: record("warn"), error: record("error") };
+  const b = broker({ log: undefined, logger });
+  await started(b);
+  await redis.stop();
+  await waitFor(() => lines.length > 0, 5000, "an outage line");
+  expect(lines[0]).toMatch(/^warn redis: Redis unreachable \(.+\); publishing answers 503 and reading retries until it is back$/);
+  await redis.start();
+  await waitFor(() => lines.includes("warn redis: Redis reachable again; reading on from the last event read"), 10_000, "the recovery line");
+}, 30_000);
+
 test("through the router: /submit answers 503 while Redis is down, subscribers stay connected, delivery resumes", async () => {
   const b = broker();
   const router = createSseRouter({ secret: SECRET, broker: b, heartbeatInterval: 200 });
@@ -254,7 +267,8 @@ test("through the router: /submit answers 503 while Redis is down, subscribers s
   await redis.stop();
   const res = await fetch(`${base}/submit`, { method: "POST", body: submitToken(SECRET, [ev("t", 2)]) });
   expect(res.status).toBe(503);
-  expect(await res.json()).toMatchObject({ error: "broker_unavailable" });
+  // What the publisher can do, not the Redis client's internals ("Stream isn't writeable and enableOfflineQueue options is false").
+  expect(await res.json()).toEqual({ error: "broker_unavailable", message: "the event broker (Redis) is unreachable; events were not accepted, retry shortly" });
   await sleep(500); // heartbeats keep flowing; the stream stays open
   expect(client.closed).toBe(false);
   await redis.start();
@@ -264,13 +278,13 @@ test("through the router: /submit answers 503 while Redis is down, subscribers s
   expect(client.closed).toBe(false);
 }, 30_000);
 
-test("package: sse-server/redis is its own entry, loads ioredis only when used, and shares SseError with the main entry", () => {
+test("package: sse-hub/redis is its own entry, loads ioredis only when used, and shares SseError with the main entry", () => {
   const root = path.join(__dirname, "..");
   const script = `
-    const main = require("sse-server");
+    const main = require("sse-hub");
     const loaded = () => Object.keys(require.cache).some((k) => k.includes("/node_modules/ioredis/"));
     const before = loaded();
-    const { createRedisBroker } = require("sse-server/redis");
+    const { createRedisBroker } = require("sse-hub/redis");
     const b = createRedisBroker({ url: "redis://127.0.0.1:1", log: null, startTimeout: 0 });
     b.start(() => {}).then(() => b.publish([{ topic: "t", event: "e", data: "" }])).then(
       () => console.log(JSON.stringify({ before, after: loaded(), error: null })),
@@ -280,8 +294,8 @@ test("package: sse-server/redis is its own entry, loads ioredis only when used, 
   const out = execFileSync(process.execPath, ["-e", script], { cwd: root, encoding: "utf8", timeout: 25_000 });
   expect(JSON.parse(out.trim())).toEqual({ before: false, after: true, same: true, code: "broker_unavailable" });
   const esm = `
-    import { SseError } from "sse-server";
-    import { createRedisBroker, RedisBroker } from "sse-server/redis";
+    import { SseError } from "sse-hub";
+    import { createRedisBroker, RedisBroker } from "sse-hub/redis";
     const b = createRedisBroker({ url: "redis://127.0.0.1:1", log: null });
     console.log(JSON.stringify({ cls: b instanceof RedisBroker, err: typeof SseError }));
     await b.close();

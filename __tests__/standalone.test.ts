@@ -56,7 +56,7 @@ test.each([
   ["missing", {}, /SSE_SECRET is not set/],
   ["too short", { SSE_SECRET: "abcd" }, /SSE_SECRET must be 64 hex characters/],
   ["not hex", { SSE_SECRET: "z".repeat(64) }, /SSE_SECRET must be 64 hex characters/],
-  ["bad port", { SSE_SECRET: SECRET, PORT: "http" }, /PORT must be a number/],
+  ["bad port", { SSE_SECRET: SECRET, PORT: "http" }, /PORT \(--port\) must be a number from 0 to 65535/],
 ])("refuses a %s secret/config with a clear message and exit code 2", (_name, env, message) => {
   const result = run(env as Record<string, string>);
   expect(result.status).toBe(2);
@@ -117,7 +117,7 @@ test("serves a subscription end to end under BASE_PATH, one startup line, clean 
     expect(await exited(server.child)).toBe(0);
   }
   const lines = server.output().trim().split("\n");
-  expect(lines[0]).toMatch(/^sse-server listening on /);
+  expect(lines[0]).toMatch(/^sse-server: listening on /);
   // Tokens are secrets: they never reach the log.
   expect(server.output()).not.toMatch(/token=[0-9A-Za-z]{20}/);
 });

@@ -35,9 +35,9 @@ let sse;
 try {
   // Inside this repository, the package name resolves to ./dist (Node's
   // package self-reference); in your app it is the installed package.
-  sse = require("sse-server");
+  sse = require("sse-hub");
 } catch (err) {
-  console.error(`example-app: cannot load the sse-server library (${err.message}).\nRun \`npm run build\` first (or \`npm run example\`, which builds and starts).`);
+  console.error(`example-app: cannot load the sse-hub library (${err.message}).\nRun \`npm run build\` first (or \`npm run example\`, which builds and starts).`);
   process.exit(1);
 }
 const { createSseRouter, subscribeToken, submitToken } = sse;

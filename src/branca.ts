@@ -207,11 +207,13 @@ export function createBrancaCodec(key: Uint8Array): BrancaCodec {
     // Cheap structural checks first. A leading '0' is a leading zero byte,
     // i.e. version 0x00; fewer characters than the minimum cannot hold a
     // 45-byte token that starts with 0xBA.
-    if (token.length < BRANCA_MIN_TOKEN_LENGTH || token.charCodeAt(0) === 0x30) invalid();
+    if (token.length < BRANCA_MIN_TOKEN_LENGTH) invalid("token is too short to be a Branca token");
+    if (token.charCodeAt(0) === 0x30) invalid("token does not start with the Branca version byte");
     const bin = base62DecodeUnsafe(token); // alphabet checked before any big-number work
     if (bin === undefined) invalid("token is not base62");
     const len = bin.length;
-    if (len < BRANCA_MIN_BYTES || bin[0] !== BRANCA_VERSION) invalid();
+    if (len < BRANCA_MIN_BYTES) invalid("token is too short to be a Branca token");
+    if (bin[0] !== BRANCA_VERSION) invalid("token does not start with the Branca version byte");
 
     const ctEnd = len - TAG_BYTES;
     const [subkey, iv] = ietfParams(k, bin, 5);
@@ -222,7 +224,8 @@ export function createBrancaCodec(key: Uint8Array): BrancaCodec {
     try {
       decipher.final(); // constant-time tag comparison inside OpenSSL
     } catch {
-      invalid();
+      // Distinct from the structural checks, so a debug log tells a wrong secret from a mangled token.
+      invalid("token failed authentication: forged, altered, or made with another secret");
     }
 
     const timestamp = bin.readUInt32BE(1);

@@ -5,7 +5,7 @@
  * event, framed once, to the hub's sink in log order.
  *
  * Two implementations: {@link MemoryBroker} (default, one process) and the
- * Redis broker in `sse-server/redis` (many processes and machines).
+ * Redis broker in `sse-hub/redis` (many processes and machines).
  */
 import { frameEvent } from "./frame";
 import type { EventInput } from "./types";

@@ -2,43 +2,30 @@
 /**
  * Standalone server: a drop-in replacement for the original `tvdw/sse-server`
  * Docker image. Configuration from the environment (the original's way) or
- * flags:
+ * flags; every setting is one row of the table in cli-options.ts, which also
+ * renders `--help` and the README section.
  *
- *   SSE_SECRET   64 hex characters (required)
- *   PORT         --port       default 8000
- *   HOST         --host       default all interfaces
- *   BASE_PATH    --base-path  default "/" (e.g. "/sse-server/" for the fork)
- *   SSE_HEALTH=1 --health     serve GET /health
- *   SSE_METRICS=1 --metrics   serve GET /metrics
- *   REDIS_URL    --redis-url  share events and history through Redis
- *                             (redis://[user:pass@]host:port[/db]); needs ioredis
- *   WORKERS      --workers    processes on one port (node:cluster), an integer
- *                             or "auto" (one per CPU); more than 1 needs REDIS_URL
- *
- * Logs one startup line and never logs tokens or Redis passwords.
- * SIGTERM/SIGINT close every stream cleanly and exit 0; with workers, the
- * primary forwards the signal, waits for every worker, then exits 0.
+ * Logs through one {@link Logger} (`SSE_LOG_LEVEL`, `SSE_LOG_FORMAT`), never
+ * tokens or Redis passwords. SIGTERM/SIGINT close every stream cleanly and
+ * exit 0; with workers, the primary forwards the signal, waits for every
+ * worker, then exits 0.
  */
 import cluster, { type Worker } from "node:cluster";
 import http from "node:http";
-import os from "node:os";
 import { parseArgs } from "node:util";
-import { SseError } from "./errors";
+import { argOptions, renderHelp, type CliRouterOptions, type ServerSettings, parseSettings } from "./cli-options";
+import { RESPONSE_ERROR_CODE, SseError } from "./errors";
+import { createConsoleLogger, type Logger } from "./logger";
 import { parseSecret } from "./validate";
 import type { Broker } from "./broker";
 import type * as RedisModule from "./redis";
 import { createSseRouter, type SseRouter } from "./router";
 
-export interface ServerConfig {
+export interface ServerConfig extends Omit<ServerSettings, "workers"> {
   secret: string;
-  port: number;
-  host: string | undefined;
-  basePath: string;
-  health: boolean;
-  metrics: boolean;
-  /** Redis URL: events and history go through a Redis Stream shared by every instance. */
-  redisUrl?: string | undefined;
-  /** Processes serving the port (node:cluster). Defaults to 1 (no cluster). */
+  /** Router options from the environment and flags (see cli-options.ts). */
+  router: CliRouterOptions;
+  /** Processes serving the port (node:cluster), when more than 1. */
   workers?: number | undefined;
 }
 
@@ -46,66 +33,57 @@ function fail(message: string): never {
   throw new SseError("invalid_option", message);
 }
 
+/** What the command line asks for before any configuration is read. */
+export function commandOf(argv: readonly string[]): "help" | "version" | "serve" {
+  // Looked at before strict parsing, so `--help` works next to a mistyped flag.
+  if (argv.includes("--help") || argv.includes("-h")) return "help";
+  if (argv.includes("--version")) return "version";
+  return "serve";
+}
+
+/** The package version, from the package.json next to dist/ (and src/). */
+export function packageVersion(): string {
+  return (require("../package.json") as { version: string }).version;
+}
+
 /** Reads flags and environment into a config, or throws with a clear message. */
 export function readConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
-      port: { type: "string" },
-      host: { type: "string" },
-      "base-path": { type: "string" },
-      health: { type: "boolean" },
-      metrics: { type: "boolean" },
-      "redis-url": { type: "string" },
-      workers: { type: "string" },
-    },
-    strict: true,
-  });
-  const secret = env["SSE_SECRET"];
-  if (secret === undefined || secret === "") {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options: argOptions(), strict: true, allowPositionals: false }));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const option = /'([^']+)'/.exec((err as Error).message)?.[1];
+    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") fail(`unknown option ${option ?? ""}; run sse-server --help for the list`);
+    if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") fail(`unexpected argument ${option ?? ""}; settings are flags (--port 8000) or environment variables; run sse-server --help`);
+    fail(`${(err as Error).message.split(". ")[0]}; run sse-server --help`);
+  }
+  const { secret, server, router } = parseSettings(values, env);
+  if (secret === undefined) {
     fail("SSE_SECRET is not set: give it 64 hex characters, e.g. SSE_SECRET=$(openssl rand -hex 32)");
   }
   parseSecret(secret, "SSE_SECRET"); // the router's own check, so both reject the same secrets
-  const portText = values.port ?? env["PORT"] ?? "8000";
-  const port = Number(portText);
-  if (!/^[0-9]{1,5}$/.test(portText) || port > 65535) fail(`PORT must be a number from 0 to 65535; got "${portText}"`);
-  let basePath = values["base-path"] ?? env["BASE_PATH"] ?? "/";
-  if (!basePath.startsWith("/")) basePath = "/" + basePath;
-  basePath = basePath.replace(/\/+$/, "") || "/";
-  const flag = (v: string | undefined) => v === "1" || v === "true";
-  const redisUrl = values["redis-url"] ?? (env["REDIS_URL"] || undefined);
-  if (redisUrl !== undefined) {
-    let protocol = "";
-    try {
-      protocol = new URL(redisUrl).protocol;
-    } catch {
-      // reported below
-    }
-    if (protocol !== "redis:" && protocol !== "rediss:") {
-      fail("REDIS_URL must look like redis://host:6379 (or rediss:// for TLS)");
-    }
-  }
-  const workersText = values.workers ?? (env["WORKERS"] || "1");
-  const workers = workersText === "auto" ? os.availableParallelism() : Number(workersText);
-  if (workersText !== "auto" && (!/^[0-9]{1,4}$/.test(workersText) || workers < 1 || workers > 1024)) {
-    fail(`WORKERS must be a number from 1 to 1024, or "auto"; got "${workersText}"`);
-  }
-  if (workers > 1 && redisUrl === undefined) {
+  if (server.workers > 1 && server.redisUrl === undefined) {
     fail(
-      `WORKERS=${workersText} needs REDIS_URL: every worker is a separate process with its own subscribers, ` +
+      `WORKERS=${server.workers} needs REDIS_URL: every worker is a separate process with its own subscribers, ` +
         "so without a shared Redis an event submitted to one worker would never reach the others",
     );
   }
-  return {
-    secret,
-    port,
-    host: values.host ?? (env["HOST"] || undefined),
-    basePath,
-    health: values.health ?? flag(env["SSE_HEALTH"]),
-    metrics: values.metrics ?? flag(env["SSE_METRICS"]),
-    redisUrl,
-    ...(workers > 1 ? { workers } : {}),
-  };
+  if (server.redisUrl !== undefined) {
+    // ioredis is an optional peer dependency: say so before starting anything.
+    try {
+      require.resolve("ioredis");
+    } catch {
+      fail("REDIS_URL needs the ioredis package, which is not installed: run `npm install ioredis` next to sse-hub");
+    }
+  }
+  const { workers, ...rest } = server;
+  return { ...rest, secret, router, ...(workers > 1 ? { workers } : {}) };
+}
+
+/** The logger a config asks for (`SSE_LOG_LEVEL`, `SSE_LOG_FORMAT`). */
+export function loggerFor(config: Pick<ServerConfig, "logLevel" | "logFormat">): Logger {
+  return createConsoleLogger({ level: config.logLevel, format: config.logFormat });
 }
 
 /** `redis://user:secret@host:6379/0` → `redis://host:6379/0`: never log credentials. */
@@ -132,8 +110,9 @@ export interface RunningServer {
  * open stream (measured: ~4 KB of heap per subscriber) and cost connects/s.
  * Anything outside the router's routes gets a JSON 404.
  */
-export function mountAt(basePath: string, router: SseRouter): http.RequestListener {
+export function mountAt(basePath: string, router: SseRouter, accessLog?: Logger): http.RequestListener {
   const notFound = (req: http.IncomingMessage, res: http.ServerResponse, path: string) => {
+    (res as { [RESPONSE_ERROR_CODE]?: string })[RESPONSE_ERROR_CODE] = "not_found";
     const body = JSON.stringify({ error: "not_found", message: `no route for ${req.method} ${path}` });
     res.writeHead(404, {
       "Access-Control-Allow-Origin": "*",
@@ -145,6 +124,7 @@ export function mountAt(basePath: string, router: SseRouter): http.RequestListen
   return (req, res) => {
     const url = req.url ?? "/";
     const path = url.split("?", 1)[0]!;
+    if (accessLog !== undefined) logAccess(accessLog, req, res, path);
     if (basePath !== "/") {
       if (path !== basePath && !path.startsWith(basePath + "/")) return notFound(req, res, path);
       const rest = url.slice(basePath.length);
@@ -157,24 +137,44 @@ export function mountAt(basePath: string, router: SseRouter): http.RequestListen
   };
 }
 
+/**
+ * One access-log line when the response is done (for a stream: when it ends,
+ * so the duration is the stream's life). The path only: the query string may
+ * hold a token.
+ */
+function logAccess(logger: Logger, req: http.IncomingMessage, res: http.ServerResponse, path: string): void {
+  const start = performance.now();
+  res.once("close", () => {
+    const code = (res as { [RESPONSE_ERROR_CODE]?: string })[RESPONSE_ERROR_CODE];
+    logger.info(`${req.method} ${path} ${res.statusCode}`, {
+      method: req.method,
+      path,
+      status: res.statusCode,
+      code,
+      ms: Math.round(performance.now() - start),
+    });
+  });
+}
+
 /** Starts the standalone server; resolves once it listens. */
-export async function startServer(config: ServerConfig): Promise<RunningServer> {
+export async function startServer(config: ServerConfig, logger: Logger = loggerFor(config)): Promise<RunningServer> {
   let broker: Broker | undefined;
   let redisBroker: InstanceType<typeof RedisModule.RedisBroker> | undefined;
   if (config.redisUrl !== undefined) {
     // Loaded only when asked for, so ioredis stays optional.
     const { createRedisBroker } = require("./redis") as typeof RedisModule;
-    redisBroker = createRedisBroker({ url: config.redisUrl });
+    const historyAge = config.router.historyAge;
+    redisBroker = createRedisBroker({ url: config.redisUrl, logger, ...(historyAge !== undefined ? { historyAge } : {}) });
     broker = redisBroker;
   }
-  const router = createSseRouter({ secret: config.secret, health: config.health, metrics: config.metrics, broker });
+  const router = createSseRouter({ ...config.router, secret: config.secret, broker, logger });
   // Listen only once this instance follows the shared stream, so nothing
   // submitted elsewhere after our startup line is missed here. If Redis is
   // not there yet, start anyway: /submit answers 503 until it is.
   if (redisBroker !== undefined && !(await redisBroker.waitUntilReady(5000))) {
-    console.error(`sse-server: Redis at ${redactRedisUrl(config.redisUrl!)} is not reachable yet; /submit answers 503 until it is`);
+    logger.warn(`Redis at ${redactRedisUrl(config.redisUrl!)} is not reachable yet; /submit answers 503 until it is`);
   }
-  const server = http.createServer(mountAt(config.basePath, router));
+  const server = http.createServer(mountAt(config.basePath, router, config.accessLog ? logger : undefined));
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -213,7 +213,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
 }
 
 function startupLine(url: string, config: ServerConfig, workers: number): string {
-  let line = `sse-server listening on ${url} (events: ${url}/events, submit: ${url}/submit)`;
+  let line = `listening on ${url} (events: ${url}/events, submit: ${url}/submit)`;
   const extras: string[] = [];
   if (workers > 1) extras.push(`${workers} workers`);
   if (config.redisUrl !== undefined) extras.push(`broker ${redactRedisUrl(config.redisUrl)}`);
@@ -236,7 +236,7 @@ function isListeningMessage(message: unknown): message is ListeningMessage {
  * startup line once every worker listens, replaces a worker that dies, and on
  * SIGTERM/SIGINT forwards the signal, waits for every worker and exits 0.
  */
-function runPrimary(config: ServerConfig, count: number): void {
+function runPrimary(config: ServerConfig, count: number, logger: Logger): void {
   const live = new Set<Worker>();
   let listening = 0;
   let up = false;
@@ -249,7 +249,7 @@ function runPrimary(config: ServerConfig, count: number): void {
       if (!isListeningMessage(message) || up) return;
       if (++listening === count) {
         up = true;
-        console.log(startupLine(message.url, config, count));
+        logger.info(startupLine(message.url, config, count));
       }
     });
   };
@@ -264,7 +264,7 @@ function runPrimary(config: ServerConfig, count: number): void {
     }
     if (!up) {
       // A worker that cannot start (port taken, bad Redis URL...) would fail again: give up.
-      console.error(`sse-server: a worker failed to start (exit ${signal ?? code}); stopping`);
+      logger.error(`a worker failed to start (exit ${signal ?? code}); stopping`);
       stopping = true;
       for (const w of live) w.process.kill("SIGTERM");
       setTimeout(() => process.exit(1), 10_000).unref();
@@ -272,13 +272,13 @@ function runPrimary(config: ServerConfig, count: number): void {
       process.exitCode = 1;
       return;
     }
-    console.error(`sse-server: worker ${worker.process.pid} exited (${signal ?? code}); starting a new one`);
+    logger.error(`worker ${worker.process.pid} exited (${signal ?? code}); starting a new one`);
     setTimeout(fork, 500).unref();
   });
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    console.log(`sse-server: ${signal}, stopping ${live.size} workers`);
+    logger.info(`${signal}, stopping ${live.size} workers`);
     for (const worker of live) worker.process.kill("SIGTERM");
     // Workers give up by themselves (see closeDeadline); this is the backstop.
     setTimeout(() => {
@@ -298,28 +298,36 @@ function closeDeadline(streams: number): number {
 }
 
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const command = commandOf(argv);
+  if (command !== "serve") {
+    process.stdout.write(command === "help" ? renderHelp(packageVersion()) : packageVersion() + "\n");
+    return;
+  }
   let config: ServerConfig;
   try {
-    config = readConfig(process.argv.slice(2), process.env);
+    config = readConfig(argv, process.env);
   } catch (err) {
+    // Before any logger exists (its settings may be what is wrong): plain stderr.
     console.error(`sse-server: ${(err as Error).message}`);
     process.exit(2);
   }
+  const logger = loggerFor(config);
   const workers = config.workers ?? 1;
   if (workers > 1 && cluster.isPrimary) {
-    runPrimary(config, workers);
+    runPrimary(config, workers, logger);
     return;
   }
-  const running = await startServer(config);
+  const running = await startServer(config, logger);
   if (cluster.isWorker) process.send?.({ type: "sse-server:listening", url: running.url } satisfies ListeningMessage);
-  else console.log(startupLine(running.url, config, 1));
+  else logger.info(startupLine(running.url, config, 1));
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    const who = cluster.isWorker ? `worker ${process.pid}` : "sse-server";
+    const who = cluster.isWorker ? `worker ${process.pid}: ` : "";
     const streams = running.router.stats.subscribers;
-    console.log(`${who}: ${signal}, closing ${streams} streams`);
+    logger.info(`${who}${signal}, closing ${streams} streams`);
     // A second signal, or a stuck close, must not keep the process alive.
     setTimeout(() => process.exit(1), closeDeadline(streams)).unref();
     running.close().then(

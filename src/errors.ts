@@ -24,6 +24,12 @@ export type SseErrorCode =
   | "closed"
   /** The broker (e.g. Redis) cannot accept events right now. */
   | "broker_unavailable"
+  /**
+   * The publisher client could not reach the hub at all (refused, DNS, TLS,
+   * timeout): check its URL and that it runs. Never sent by the server; 502
+   * only so the code has a status like every other.
+   */
+  | "hub_unreachable"
   /** An option passed to a constructor is invalid (programmer error). */
   | "invalid_option"
   /** A bug or an unexpected failure on our side; details are logged, not sent. */
@@ -40,17 +46,18 @@ export const HTTP_STATUS: Readonly<Record<SseErrorCode, number>> = Object.freeze
   not_found: 404,
   closed: 503,
   broker_unavailable: 503,
+  hub_unreachable: 502,
   invalid_option: 500,
   internal: 500,
 });
 
 /**
  * Brand on every `SseError`, registered globally with `Symbol.for` so that
- * copies of this module (the CJS and ESM builds, the `sse-server/redis`
+ * copies of this module (the CJS and ESM builds, the `sse-hub/redis`
  * bundle, two installed versions) recognise each other's errors: errors are
  * told apart by this brand and their `code`, never by class identity.
  */
-const kSseError: unique symbol = Symbol.for("sse-server.error") as never;
+const kSseError: unique symbol = Symbol.for("sse-hub.error") as never;
 
 export class SseError extends Error {
   readonly code: SseErrorCode;
@@ -78,6 +85,13 @@ export class SseError extends Error {
     return { error: this.code, message: this.message };
   }
 }
+
+/**
+ * Set on a response (as `res[RESPONSE_ERROR_CODE]`) that the router answered
+ * with an error, so an access log outside the router can report the code
+ * without parsing the body.
+ */
+export const RESPONSE_ERROR_CODE: unique symbol = Symbol.for("sse-hub.errorCode");
 
 /** True for an {@link SseError} made by any copy of sse-server (checks the brand, not the class). */
 export function isSseError(err: unknown): err is SseError {

@@ -1,12 +1,13 @@
 /**
- * sse-server: a Server-Sent Events hub for Express, wire-compatible with the
+ * sse-hub: a Server-Sent Events hub for Express, wire-compatible with the
  * Rust `sse-server` (Branca + MessagePack tokens, topics, `/events`,
  * `/submit`, `/ping`).
  */
 export { createSseRouter, STREAM_HEADERS, type SseRouter } from "./router";
 export { DEFAULTS, type SseRouterOptions } from "./options";
 export { SseError, HTTP_STATUS, isSseError, type SseErrorCode } from "./errors";
-export { subscribeToken, submitToken, type EventInput } from "./tokens";
+export { subscribeToken, submitToken, type EventInput, type PublishEventInput, type JsonValue } from "./tokens";
+export { createConsoleLogger, DEFAULT_LOGGER, SILENT_LOGGER, LOG_LEVELS, type Logger, type LogLevel, type LogFields, type ConsoleLoggerOptions } from "./logger";
 export { createPublisher, type Publisher, type PublisherOptions } from "./publisher";
 export { MemoryBroker, type Broker, type BrokerSink, type FramedEvent, type MemoryBrokerOptions, type ReplayResult, type ResetReason } from "./broker";
 export { frameEvent, HEARTBEAT } from "./frame";

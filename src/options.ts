@@ -6,6 +6,7 @@ import type { Broker } from "./broker";
 import { integerOption, invalid, parseSecret } from "./validate";
 
 export { integerOption, parseSecret };
+import { DEFAULT_LOGGER, type Logger } from "./logger";
 
 export interface SseRouterOptions {
   /**
@@ -54,13 +55,19 @@ export interface SseRouterOptions {
   /**
    * Where events go and come from. Defaults to an in-memory broker owned by
    * this router (no setup, single process). Pass a shared broker (e.g.
-   * `sse-server/redis`) to fan out across processes and machines.
+   * `sse-hub/redis`) to fan out across processes and machines.
    */
   broker?: Broker;
   /** Serve `GET /health` with JSON stats. Defaults to `false`. */
   health?: boolean;
   /** Serve `GET /metrics` in Prometheus text format. Defaults to `false`. */
   metrics?: boolean;
+  /**
+   * Where the router logs: internal errors (`error`) and, at `debug`, why a
+   * request was refused (e.g. which token check failed; never the token).
+   * Defaults to a console logger that writes only warnings and errors, to stderr.
+   */
+  logger?: Logger;
 }
 
 export interface ResolvedOptions {
@@ -83,6 +90,7 @@ export interface ResolvedOptions {
   readonly broker: Broker | undefined;
   readonly health: boolean;
   readonly metrics: boolean;
+  readonly logger: Logger;
 }
 
 export const DEFAULTS = Object.freeze({
@@ -126,6 +134,10 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
   if (broker !== undefined && (typeof broker !== "object" || typeof broker.publish !== "function")) {
     invalid("broker must implement the Broker interface");
   }
+  const logger = options.logger ?? DEFAULT_LOGGER;
+  if (typeof logger !== "object" || logger === null || !(["debug", "info", "warn", "error"] as const).every((m) => typeof logger[m] === "function")) {
+    invalid("logger must have debug, info, warn and error methods");
+  }
   return Object.freeze({
     key: parseSecret(options.secret),
     tokenTtl: integerOption("tokenTtl", options.tokenTtl, DEFAULTS.tokenTtl, 0),
@@ -146,5 +158,6 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
     broker,
     health: boolean("health", options.health),
     metrics: boolean("metrics", options.metrics),
+    logger,
   });
 }

@@ -8,9 +8,13 @@ import { parseSecret } from "./validate";
 import { submitToken, type EventInput } from "./tokens";
 
 export interface PublisherOptions {
-  /** Base URL where the router is mounted, e.g. `http://127.0.0.1:8000/sse-server`. `/submit` is appended. */
+  /**
+   * Base URL where the router is mounted: `http://127.0.0.1:8000` for the
+   * standalone server (or with its `BASE_PATH`, e.g. `…:8000/sse-server`),
+   * your app's mount path when mounted in Express. `/submit` is appended.
+   */
   url: string | URL;
-  /** The server's secret: 64 hex characters or 32 bytes. */
+  /** The server's secret: 64 hex characters or 32 bytes. Required. */
   secret: string | Uint8Array;
   /** Per-request timeout in ms. Defaults to `10000`. */
   timeout?: number;
@@ -19,6 +23,14 @@ export interface PublisherOptions {
 export interface Publisher {
   /** Submits events in one request; resolves when the server answered 200. */
   publish(events: readonly EventInput[]): Promise<void>;
+}
+
+/** Why fetch failed, in a few words: undici hides the system error code in `cause`. */
+function networkReason(err: unknown, timeout: number): string {
+  if (err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError")) return `no answer within ${timeout} ms`;
+  const cause = (err as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
+  if (typeof cause?.code === "string") return cause.code;
+  return err instanceof Error ? err.message : String(err);
 }
 
 export function createPublisher(options: PublisherOptions): Publisher {
@@ -35,7 +47,8 @@ export function createPublisher(options: PublisherOptions): Publisher {
         body: submitToken(key, events),
         signal: AbortSignal.timeout(timeout),
       }).catch((err: unknown) => {
-        throw new SseError("broker_unavailable", `could not reach ${submitUrl.origin}: ${String(err)}`, { cause: err });
+        // Not broker_unavailable (a 503 from a running hub, worth a retry): the hub itself is not there, or the URL is wrong.
+        throw new SseError("hub_unreachable", `could not reach the SSE hub at ${submitUrl.href} (${networkReason(err, timeout)}); check the url and that the server runs`, { cause: err });
       });
       if (res.status === 200) {
         await res.arrayBuffer();
@@ -43,7 +56,9 @@ export function createPublisher(options: PublisherOptions): Publisher {
       }
       const body = (await res.json().catch(() => ({}))) as { error?: string; message?: string };
       const code = (body.error !== undefined && body.error in HTTP_STATUS ? body.error : "internal") as SseErrorCode;
-      throw new SseError(code, `sse-server answered ${res.status}: ${body.message ?? res.statusText}`);
+      // A 404 from a hub almost always means the url misses (or adds) the mount path.
+      const hint = res.status === 404 ? `; is ${base.href} where the router is mounted? (the standalone server serves / unless BASE_PATH is set)` : "";
+      throw new SseError(code, `sse-server answered ${res.status}: ${body.message ?? res.statusText}${hint}`);
     },
   };
 }

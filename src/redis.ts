@@ -1,11 +1,11 @@
 /**
  * Redis broker: many hub instances (processes, machines) share one ordered
- * event log, a Redis Stream. Import it from `sse-server/redis` so that apps
+ * event log, a Redis Stream. Import it from `sse-hub/redis` so that apps
  * without Redis never load `ioredis` (an optional peer dependency).
  *
  * ```ts
- * import { createSseRouter } from "sse-server";
- * import { createRedisBroker } from "sse-server/redis";
+ * import { createSseRouter } from "sse-hub";
+ * import { createRedisBroker } from "sse-hub/redis";
  *
  * const broker = createRedisBroker({ url: process.env.REDIS_URL });
  * const sse = createSseRouter({ secret, broker });
@@ -53,6 +53,7 @@ import Redis, { type RedisOptions } from "ioredis";
 import type { Broker, BrokerSink, FramedEvent, ReplayResult } from "./broker";
 import { SseError } from "./errors";
 import { frameEvent } from "./frame";
+import { DEFAULT_LOGGER, type Logger } from "./logger";
 import type { EventInput } from "./types";
 import { integerOption } from "./validate";
 
@@ -84,10 +85,12 @@ export interface RedisBrokerOptions {
   readCount?: number;
   /**
    * Receives one line on every state change (Redis down / back / emptied,
-   * reader fell behind the trimmed history). Defaults to `console.warn`. Pass
-   * `null` to silence.
+   * reader fell behind the trimmed history). Pass `null` to silence. Defaults
+   * to `logger.warn`.
    */
   log?: ((message: string) => void) | null;
+  /** Logger for those lines when `log` is not given (e.g. the router's). Defaults to the library's console logger (warnings to stderr). */
+  logger?: Logger;
 }
 
 /** A stream id `ms-seq`, as numbers (both stay far below 2^53 for `*` ids). */
@@ -260,6 +263,16 @@ const backoff = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
+/**
+ * What a publisher is told while Redis is away: what it can do, not the Redis
+ * client's internals (e.g. "Stream isn't writeable and enableOfflineQueue
+ * options is false"); those stay on `cause`, and the outage itself is logged
+ * once by the read loop.
+ */
+function unavailable(err: unknown): SseError {
+  return new SseError("broker_unavailable", "the event broker (Redis) is unreachable; events were not accepted, retry shortly", { cause: err });
+}
+
 function describe(err: unknown): string {
   if (err instanceof Error) {
     if (err.name === "MaxRetriesPerRequestError") return "connection lost";
@@ -319,7 +332,8 @@ export class RedisBroker implements Broker {
     this.readCount = integerOption("readCount", options.readCount, 1000, 1);
     this.startTimeout = integerOption("startTimeout", options.startTimeout, 5000, 0);
     const publishTimeout = integerOption("publishTimeout", options.publishTimeout, 5000, 1);
-    const log = options.log === undefined ? (m: string) => console.warn("sse-server/redis: " + m) : options.log;
+    const logger = options.logger ?? DEFAULT_LOGGER;
+    const log = options.log === undefined ? (m: string) => logger.warn("redis: " + m) : options.log;
     this.log = log ?? (() => undefined);
 
     const base: RedisOptions = {
@@ -389,7 +403,7 @@ export class RedisBroker implements Broker {
   async publish(events: readonly EventInput[]): Promise<void> {
     if (this.closed) throw new SseError("closed", "the Redis broker is closed");
     if (events.length === 0) return;
-    if (this.epoch === undefined) throw new SseError("broker_unavailable", "not connected to Redis yet; try again");
+    if (this.epoch === undefined) throw new SseError("broker_unavailable", "the event broker (Redis) is not connected yet; events were not accepted, retry shortly");
     if (this.cmdSynced === undefined) {
       // First publish on this connection: make sure a restored (older) stream gets a new epoch before anything is added to it.
       const synced = this.runSync(this.cmd).then(() => undefined);
@@ -401,7 +415,7 @@ export class RedisBroker implements Broker {
     try {
       await this.cmdSynced;
     } catch (err) {
-      throw new SseError("broker_unavailable", `Redis is unavailable: ${describe(err)}`, { cause: err });
+      throw unavailable(err);
     }
     const args: (string | number)[] = [this.historyLength];
     // Age bound on Redis's own clock (the ids the reader saw), so instance clock skew cannot over-trim.
@@ -412,7 +426,7 @@ export class RedisBroker implements Broker {
       await this.cmd.eval(PUBLISH_SCRIPT, 1, this.key, ...args);
     } catch (err) {
       // Reported to the caller (503); the read loop logs outages.
-      throw new SseError("broker_unavailable", `Redis did not accept the events: ${describe(err)}`, { cause: err });
+      throw unavailable(err);
     }
   }
 
@@ -431,7 +445,7 @@ export class RedisBroker implements Broker {
         if (result(replies, 0) !== null || attempt > 0) break;
         await this.runSync(this.cmd, false);
       } catch (err) {
-        throw new SseError("broker_unavailable", `Redis is unavailable: ${describe(err)}`, { cause: err });
+        throw unavailable(err);
       }
     }
     const epoch = parseEpochValue(result(replies, 0)).epoch;
@@ -464,7 +478,7 @@ export class RedisBroker implements Broker {
       try {
         replies = await next.exec();
       } catch (err) {
-        throw new SseError("broker_unavailable", `Redis is unavailable: ${describe(err)}`, { cause: err });
+        throw unavailable(err);
       }
       const now = parseInfo(resultOrUndefined(replies, 0));
       // Trimmed under our feet while reading (a very long replay on a busy stream).

@@ -6,10 +6,11 @@
 import { ServerResponse, type IncomingMessage } from "node:http";
 import express, { type NextFunction, type Request, type Response, type Router } from "express";
 import { MemoryBroker } from "./broker";
-import { SseError, isSseError } from "./errors";
+import { RESPONSE_ERROR_CODE, SseError, isSseError } from "./errors";
 import { Hub, type DirectSocket, type HubStats } from "./hub";
+import type { Logger } from "./logger";
 import { resolveOptions, type ResolvedOptions, type SseRouterOptions } from "./options";
-import { createTokenOpener, parseEvents, parseSubmitPayload, parseSubscribePayload, type EventInput } from "./tokens";
+import { createTokenOpener, parsePublishEvents, parseSubmitPayload, parseSubscribePayload, type PublishEventInput } from "./tokens";
 
 /** Headers of every event stream; frozen so nothing mutates them per request. */
 export const STREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
@@ -22,8 +23,12 @@ export const STREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
 });
 
 export interface SseRouter extends Router {
-  /** Publishes events to this router's topics (and, with a shared broker, everywhere). Resolves once the broker accepted them. */
-  publish(events: readonly EventInput[]): Promise<void>;
+  /**
+   * Publishes events to this router's topics (and, with a shared broker,
+   * everywhere). Resolves once the broker accepted them. `data` may be any
+   * JSON value; a non-string is sent as `JSON.stringify(data)`.
+   */
+  publish(events: readonly PublishEventInput[]): Promise<void>;
   /** Ends every stream cleanly, stops timers, closes the broker if this router created it. */
   close(): Promise<void>;
   /** A snapshot of counters; see {@link HubStats}. */
@@ -141,11 +146,12 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     });
   }
 
-  router.use(errorHandler);
+  // Four parameters: that is how Express recognises error middleware.
+  router.use((err: unknown, req: IncomingMessage, res: ServerResponse, _next: NextFunction) => errorHandler(err, req, res, opts.logger));
 
   Object.defineProperties(router, {
     publish: {
-      value: async (events: readonly EventInput[]): Promise<void> => hub.publish(parseEvents(events, opts)),
+      value: async (events: readonly PublishEventInput[]): Promise<void> => hub.publish(parsePublishEvents(events, opts)),
     },
     close: {
       value: async (): Promise<void> => {
@@ -276,20 +282,25 @@ function applyCors(opts: ResolvedOptions, req: IncomingMessage, res: ServerRespo
   }
 }
 
-/** The one place that maps errors to HTTP. Never echoes tokens or bodies. */
-// Four parameters: that is how Express recognises error middleware. Every
-// error reaching here is answered; none is passed on to the host app.
-function errorHandler(err: unknown, req: IncomingMessage, res: ServerResponse, _next: NextFunction): void {
+/**
+ * The one place that maps errors to HTTP. Never echoes tokens or bodies.
+ * Every error reaching here is answered; none is passed on to the host app.
+ */
+function errorHandler(err: unknown, req: IncomingMessage, res: ServerResponse, logger: Logger): void {
   if (res.headersSent) {
     // The stream already started; nothing useful can be sent. Drop the connection.
     res.destroy();
     return;
   }
   const sseError = toSseError(err);
+  // Paths only, never the request line or headers: they may carry tokens.
+  // SseError messages name the check that failed, never the token itself.
   if (sseError.code === "internal") {
-    // Log without the request line or headers: they may carry tokens.
-    console.error(`sse-server: internal error on ${req.method} ${pathOf(req)}:`, err);
+    logger.error(`internal error on ${req.method} ${pathOf(req)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  } else {
+    logger.debug(`${req.method} ${pathOf(req)} refused: ${sseError.message}`, { status: sseError.status, code: sseError.code });
   }
+  (res as { [RESPONSE_ERROR_CODE]?: string })[RESPONSE_ERROR_CODE] = sseError.code;
   if (sseError.code === "method_not_allowed") {
     const allow = ROUTE_METHODS[pathOf(req)];
     if (allow) res.setHeader("Allow", allow);

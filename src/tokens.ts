@@ -76,6 +76,9 @@ function field(payload: unknown, name: string, index: number, what: string): unk
 }
 
 function checkName(value: string, what: string, max: number): string {
+  // An empty topic or event name is a backend bug, not a wish: nothing could be
+  // delivered to it (an empty `event:` would even turn into a "message" event).
+  if (value.length === 0) bad(`${what} must not be empty`);
   if (value.length > max) bad(`${what} is longer than ${max} characters`);
   if (value.indexOf("\0") !== -1) bad(`${what} must not contain NUL`);
   return value;
@@ -94,6 +97,8 @@ export function parseSubscribePayload(bytes: Uint8Array, limits: PayloadLimits):
     topics.add(checkName(asString(item, "topic"), "topic", limits.maxTopicLength));
   }
   if (topics.size > limits.maxTopics) bad(`subscription has ${topics.size} topics; at most ${limits.maxTopics} allowed`);
+  // Otherwise an endless stream that can never deliver anything.
+  if (topics.size === 0) bad("subscription has no topics; give at least one");
   return [...topics];
 }
 
@@ -110,6 +115,42 @@ export function parseEvents(list: unknown, limits: PayloadLimits): EventInput[] 
   if (!Array.isArray(list)) bad("events must be an array");
   if (list.length > limits.maxEventsPerSubmit) bad(`${list.length} events in one submit; at most ${limits.maxEventsPerSubmit} allowed`);
   return list.map((raw, i) => parseEvent(raw, limits, `events[${i}]`));
+}
+
+/** Any JSON value: what `publish()` accepts as `data` besides a string. */
+export type JsonValue = string | number | boolean | null | readonly JsonValue[] | { readonly [key: string]: JsonValue };
+
+/** An event for in-process `publish()`: like {@link EventInput}, but `data` may be any JSON value. */
+export interface PublishEventInput {
+  topic: string;
+  event: string;
+  /** A string is sent as is; any other JSON value is sent as `JSON.stringify(data)`. */
+  data: string | JsonValue;
+}
+
+/**
+ * Validates the events of `publish()`: non-string `data` is serialized once
+ * with `JSON.stringify` (as better-sse does), then everything is checked like
+ * a `/submit` payload, so `/submit` itself stays strings-only and byte-compatible.
+ */
+export function parsePublishEvents(list: unknown, limits: PayloadLimits): EventInput[] {
+  // Within the limit only: a too-long list is reported by parseEvents without serializing it first.
+  if (!Array.isArray(list) || list.length > limits.maxEventsPerSubmit) return parseEvents(list, limits);
+  return parseEvents(list.map(withJsonData), limits);
+}
+
+function withJsonData(raw: unknown, i: number): unknown {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return raw;
+  const data = (raw as { data?: unknown }).data;
+  if (data === undefined || typeof data === "string" || data instanceof Uint8Array) return raw;
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(data);
+  } catch (err) {
+    // BigInt, cycles: say which event, not just "TypeError".
+    return bad(`events[${i}].data cannot be serialized as JSON: ${(err as Error).message}`);
+  }
+  return { ...(raw as object), data: json };
 }
 
 /** Validates a decoded submit payload and returns its events in order. */
@@ -133,6 +174,9 @@ export function createTokenOpener(key: Uint8Array, ttl: number, maxLength: numbe
  * @param secret 64 hex characters or 32 bytes, the server's `SSE_SECRET`.
  */
 export function subscribeToken(secret: string | Uint8Array, topics: readonly string[]): string {
+  // Fail here, in the backend that mints it, not later as a 400 in the browser.
+  if (!Array.isArray(topics) || topics.length === 0) bad("subscribeToken needs at least one topic");
+  for (const topic of topics) if (topic === "") bad("topic must not be empty");
   return brancaEncode(parseSecret(secret), encode({ topics }));
 }
 
@@ -141,6 +185,11 @@ export function subscribeToken(secret: string | Uint8Array, topics: readonly str
  * @param secret 64 hex characters or 32 bytes, the server's `SSE_SECRET`.
  */
 export function submitToken(secret: string | Uint8Array, events: readonly EventInput[]): string {
+  // Only what the server would surely refuse; its limits are its own (and tests mint over-limit tokens on purpose).
+  events.forEach((e, i) => {
+    if (e.topic === "") bad(`events[${i}].topic must not be empty`);
+    if (e.event === "") bad(`events[${i}].event must not be empty`);
+  });
   return brancaEncode(
     parseSecret(secret),
     encode({ events: events.map((e) => ({ topic: e.topic, event: e.event, data: e.data })) }),

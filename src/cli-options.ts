@@ -1,0 +1,281 @@
+/**
+ * Every setting of the standalone server, in one table: environment variable,
+ * flag, what it maps to, how it is parsed, its default and its help text. The
+ * table drives parsing (cli.ts), `--help`, and the README's settings section
+ * (`npm run docs:cli` rewrites it; a test checks they match), so the three
+ * cannot drift. Adding a router option to the CLI is one row.
+ *
+ * Router options are validated by the router's own `resolveOptions` (one
+ * rule per option, in one place); this module only turns text into values.
+ */
+import os from "node:os";
+import { SseError } from "./errors";
+import { LOG_LEVELS, type LogLevel } from "./logger";
+import { DEFAULTS, resolveOptions, type SseRouterOptions } from "./options";
+
+/** Router options an operator can set from the environment or flags. */
+export type CliRouterOptions = Omit<SseRouterOptions, "secret" | "broker" | "logger">;
+
+/** Settings of the standalone server itself (not router options). */
+export interface ServerSettings {
+  port: number;
+  host: string | undefined;
+  basePath: string;
+  redisUrl: string | undefined;
+  workers: number;
+  logLevel: LogLevel;
+  logFormat: "text" | "json";
+  accessLog: boolean;
+}
+
+export interface Setting {
+  /** Environment variable. */
+  readonly env: string;
+  /** Flag without the leading `--`, or `undefined` when there is none (the secret: argv is visible to every user in `ps`). */
+  readonly flag: string | undefined;
+  /** What it sets: a router option, or a setting of the server itself. */
+  readonly target: { readonly router: keyof CliRouterOptions } | { readonly server: keyof ServerSettings } | { readonly secret: true };
+  /** Placeholder of the value in `--help` (`undefined`: a switch, `--flag` alone turns it on). */
+  readonly value: string | undefined;
+  /** Text → value; throws `invalid_option` naming the setting. */
+  readonly parse: (text: string, label: string) => unknown;
+  /** Default as shown in `--help` and the README. */
+  readonly defaultText: string;
+  readonly help: string;
+}
+
+function invalid(message: string): never {
+  throw new SseError("invalid_option", message);
+}
+
+/** `SSE_TOKEN_TTL (--token-ttl)`: how errors name a setting. */
+export function labelOf(s: Setting): string {
+  return s.flag === undefined ? s.env : `${s.env} (--${s.flag})`;
+}
+
+const integer = (text: string, label: string): number => {
+  if (!/^[0-9]{1,15}$/.test(text)) invalid(`${label} must be a whole number; got "${text}"`);
+  return Number(text);
+};
+
+const TRUE = new Set(["1", "true", "yes", "on"]);
+const FALSE = new Set(["0", "false", "no", "off"]);
+const boolean = (text: string, label: string): boolean => {
+  const t = text.toLowerCase();
+  if (TRUE.has(t)) return true;
+  if (FALSE.has(t)) return false;
+  return invalid(`${label} must be 1 or 0 (true/false); got "${text}"`);
+};
+
+const text = (value: string): string => value;
+
+const oneOf =
+  <T extends string>(values: readonly T[]) =>
+  (value: string, label: string): T => {
+    if (!(values as readonly string[]).includes(value)) invalid(`${label} must be one of ${values.join(", ")}; got "${value}"`);
+    return value as T;
+  };
+
+const port = (value: string, label: string): number => {
+  const n = Number(value);
+  if (!/^[0-9]{1,5}$/.test(value) || n > 65535) invalid(`${label} must be a number from 0 to 65535; got "${value}"`);
+  return n;
+};
+
+/**
+ * A mount path such as `/` or `/sse-server/`. Anything else would silently
+ * serve a route no client asks for (a space, a query, a missing slash), so it
+ * is an error. A trailing slash is dropped: `/sse-server/` serves
+ * `/sse-server/events`.
+ */
+export const basePath = (value: string, label: string): string => {
+  if (!value.startsWith("/")) invalid(`${label} must start with "/", e.g. /sse-server/; got "${value}"`);
+  if (/[?#]/.test(value)) invalid(`${label} must be a path only, without "?" or "#"; got "${value}"`);
+  if (!/^[A-Za-z0-9\-._~!$&'()*+,;=:@%/]+$/.test(value)) {
+    invalid(`${label} may only contain URL path characters (no spaces or quotes); got ${JSON.stringify(value)}`);
+  }
+  if (value.includes("//")) invalid(`${label} must not contain "//"; got "${value}"`);
+  return value.replace(/\/+$/, "") || "/";
+};
+
+const redisUrl = (value: string, label: string): string => {
+  let protocol = "";
+  try {
+    protocol = new URL(value).protocol;
+  } catch {
+    // reported below
+  }
+  if (protocol !== "redis:" && protocol !== "rediss:") invalid(`${label} must look like redis://host:6379 (or rediss:// for TLS)`);
+  return value;
+};
+
+const workers = (value: string, label: string): number => {
+  if (value === "auto") return os.availableParallelism();
+  const n = Number(value);
+  if (!/^[0-9]{1,4}$/.test(value) || n < 1 || n > 1024) invalid(`${label} must be a number from 1 to 1024, or "auto"; got "${value}"`);
+  return n;
+};
+
+/** `*`, `off`, or a comma-separated origin allowlist. */
+const cors = (value: string): CliRouterOptions["cors"] => {
+  if (value === "*") return "*";
+  if (FALSE.has(value.toLowerCase()) || value === "none") return false;
+  return value.split(",").map((o) => o.trim()).filter((o) => o !== "");
+};
+
+type NumericOption = keyof typeof DEFAULTS;
+
+/** One row for a numeric router option; its default comes from `DEFAULTS`, so it cannot drift. */
+const num = (env: string, flag: string, option: NumericOption, unit: string, help: string): Setting => ({
+  env,
+  flag,
+  target: { router: option },
+  value: unit,
+  parse: integer,
+  defaultText: String(DEFAULTS[option]),
+  help,
+});
+
+const on = (env: string, flag: string, option: "health" | "metrics", help: string): Setting => ({
+  env,
+  flag,
+  target: { router: option },
+  value: undefined,
+  parse: boolean,
+  defaultText: "off",
+  help,
+});
+
+const server = (env: string, flag: string, key: keyof ServerSettings, value: string | undefined, parse: Setting["parse"], defaultText: string, help: string): Setting => ({
+  env,
+  flag,
+  target: { server: key },
+  value,
+  parse,
+  defaultText,
+  help,
+});
+
+export const SETTINGS: readonly Setting[] = Object.freeze([
+  { env: "SSE_SECRET", flag: undefined, target: { secret: true }, value: "HEX", parse: text, defaultText: "required", help: "Shared secret, 64 hex characters (`openssl rand -hex 32`); environment only, so it stays out of `ps`." },
+  server("PORT", "port", "port", "N", port, "8000", "Port to listen on; 0 picks a free one."),
+  server("HOST", "host", "host", "ADDR", text, "all interfaces", "Address to listen on, e.g. 127.0.0.1."),
+  server("BASE_PATH", "base-path", "basePath", "PATH", basePath, "/", "Mount path, e.g. /sse-server/ for the fork's layout."),
+  server("REDIS_URL", "redis-url", "redisUrl", "URL", redisUrl, "none (in-memory)", "Share events and history through Redis (redis://[user:pass@]host:port[/db]); needs `npm install ioredis`."),
+  server("WORKERS", "workers", "workers", "N", workers, "1", 'Processes on one port (node:cluster), or "auto" (one per CPU); more than 1 needs REDIS_URL.'),
+  server("SSE_LOG_LEVEL", "log-level", "logLevel", "LEVEL", oneOf(LOG_LEVELS), "info", "debug, info, warn, error or silent; debug says why a request was refused."),
+  server("SSE_LOG_FORMAT", "log-format", "logFormat", "FORMAT", oneOf(["text", "json"] as const), "text", "text, or json for one JSON object per line."),
+  server("SSE_ACCESS_LOG", "access-log", "accessLog", undefined, boolean, "off", "Log each request: method, path (no query string), status, error code, duration."),
+  on("SSE_HEALTH", "health", "health", "Serve GET /health (JSON stats)."),
+  on("SSE_METRICS", "metrics", "metrics", "Serve GET /metrics (Prometheus)."),
+  num("SSE_TOKEN_TTL", "token-ttl", "tokenTtl", "SECONDS", "Maximum token age; 0 disables the check."),
+  { env: "SSE_CORS", flag: "cors", target: { router: "cors" }, value: "ORIGINS", parse: cors, defaultText: "*", help: "`*`, `off`, or a comma-separated origin allowlist (allows credentials, for cookie tokens)." },
+  { env: "SSE_TOKEN_COOKIE", flag: "token-cookie", target: { router: "tokenCookie" }, value: "NAME", parse: text, defaultText: "none", help: "Cookie that may carry the subscribe token." },
+  num("SSE_HEARTBEAT_INTERVAL", "heartbeat-interval", "heartbeatInterval", "MS", "Heartbeat comment interval; 0 disables."),
+  num("SSE_RETRY", "retry", "retry", "MS", "`retry:` sent on connect; 0 sends none."),
+  num("SSE_RETRY_JITTER", "retry-jitter", "retryJitter", "MS", "Random 0..N ms added to retry, so a restart spreads reconnects."),
+  num("SSE_HISTORY_BYTES", "history-bytes", "historyBytes", "BYTES", "Event history kept for resume (in-memory broker); 0 disables."),
+  num("SSE_HISTORY_AGE", "history-age", "historyAge", "MS", "Maximum age of history (also with Redis); 0 means no limit."),
+  num("SSE_MAX_BUFFER_BYTES", "max-buffer-bytes", "maxBufferBytes", "BYTES", "Backlog per subscriber before it is cut (it resumes)."),
+  num("SSE_BODY_LIMIT", "body-limit", "bodyLimit", "BYTES", "Maximum /submit body (413 above)."),
+  num("SSE_MAX_TOKEN_LENGTH", "max-token-length", "maxTokenLength", "CHARS", "Longer tokens are refused before decoding."),
+  num("SSE_MAX_TOPICS", "max-topics", "maxTopics", "N", "Distinct topics in one subscription."),
+  num("SSE_MAX_TOPIC_LENGTH", "max-topic-length", "maxTopicLength", "CHARS", "Length of a topic name."),
+  num("SSE_MAX_EVENT_NAME_LENGTH", "max-event-name-length", "maxEventNameLength", "CHARS", "Length of an event name."),
+  num("SSE_MAX_EVENTS_PER_SUBMIT", "max-events-per-submit", "maxEventsPerSubmit", "N", "Events in one /submit."),
+] satisfies Setting[]);
+
+export interface ParsedSettings {
+  secret: string | undefined;
+  server: ServerSettings;
+  router: CliRouterOptions;
+}
+
+/**
+ * Values from flags (which win) and the environment, parsed and validated.
+ * An empty environment variable counts as unset. Router options are checked
+ * with the router's own validation, one at a time, so an error names the
+ * variable and flag the operator used.
+ */
+export function parseSettings(flags: Readonly<Record<string, string | boolean | undefined>>, env: NodeJS.ProcessEnv): ParsedSettings {
+  const result: ParsedSettings = {
+    secret: undefined,
+    server: { port: 8000, host: undefined, basePath: "/", redisUrl: undefined, workers: 1, logLevel: "info", logFormat: "text", accessLog: false },
+    router: {},
+  };
+  for (const s of SETTINGS) {
+    const flag = s.flag === undefined ? undefined : flags[s.flag];
+    const raw = flag ?? (env[s.env] || undefined);
+    if (raw === undefined) continue;
+    const label = labelOf(s);
+    const value = typeof raw === "boolean" ? raw : s.parse(raw, label);
+    if ("secret" in s.target) result.secret = value as string;
+    else if ("server" in s.target) (result.server as unknown as Record<string, unknown>)[s.target.server] = value;
+    else {
+      const option = s.target.router;
+      try {
+        // Any valid secret: only this option's rule is being checked.
+        resolveOptions({ secret: "00".repeat(32), [option]: value });
+      } catch (err) {
+        invalid(`${label}: ${(err as Error).message}`);
+      }
+      (result.router as Record<string, unknown>)[option] = value;
+    }
+  }
+  return result;
+}
+
+/** Options for `node:util` `parseArgs`, from the table. */
+export function argOptions(): Record<string, { type: "string" | "boolean"; short?: string }> {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean" },
+  };
+  for (const s of SETTINGS) if (s.flag !== undefined) options[s.flag] = { type: s.value === undefined ? "boolean" : "string" };
+  return options;
+}
+
+function targetText(s: Setting): string {
+  if ("router" in s.target) return `\`${s.target.router}\``;
+  return "—";
+}
+
+/** `--help` text: usage, then two lines per setting (names, then what it does), under 80 columns where the help allows. */
+export function renderHelp(version: string): string {
+  const lines = [
+    `sse-server ${version}: a Server-Sent Events hub (npm package sse-hub)`,
+    "",
+    "Usage: SSE_SECRET=<64 hex chars> sse-server [options]",
+    "",
+    "Every setting is an environment variable or a flag (a flag wins). Switches",
+    "(flags without a value) are 1 or 0 in the environment.",
+    "",
+  ];
+  for (const s of SETTINGS) {
+    const flag = s.flag === undefined ? "" : `--${s.flag}${s.value === undefined ? "" : ` ${s.value}`}, `;
+    const fallback = s.defaultText === "required" ? "required" : `default: ${s.defaultText}`;
+    lines.push(`  ${flag}${s.env}  (${fallback})`, `      ${s.help.replace(/`/g, "")}`);
+  }
+  lines.push(
+    "  -h, --help",
+    "      Print this help and exit.",
+    "  --version",
+    "      Print the version and exit.",
+    "",
+    "SIGTERM/SIGINT end every stream cleanly and exit 0.",
+    "",
+  );
+  return lines.join("\n");
+}
+
+/** The README's settings table (between the `cli-settings` markers). */
+export function renderMarkdown(): string {
+  const lines = ["| env | flag | router option | default | meaning |", "|---|---|---|---|---|"];
+  for (const s of SETTINGS) {
+    const flag = s.flag === undefined ? "—" : `\`--${s.flag}${s.value === undefined ? "" : ` ${s.value}`}\``;
+    lines.push(`| \`${s.env}\` | ${flag} | ${targetText(s)} | ${s.defaultText} | ${s.help} |`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+export const README_MARKERS = Object.freeze({ start: "<!-- cli-settings:start (generated by npm run docs:cli) -->", end: "<!-- cli-settings:end -->" });
