@@ -91,12 +91,12 @@ export interface MemoryBrokerOptions {
 }
 
 /**
- * Memory one kept event costs besides its frame bytes (entry and event
- * objects, id string, Buffer view, slots in the log and topic index), as
- * measured with `bench/history-memory.js` on Node 20 (x64), rounded up.
- * Counted in `historyBytes`, so many tiny events cannot exceed it.
+ * Memory one kept event costs besides its frame bytes (the entry object, the
+ * Buffer view of its frame, its slots in the log and its topic's list):
+ * `node --expose-gc bench/history-memory.js` measured 190 bytes on Node 20
+ * (x64). Counted in `historyBytes`, so many tiny events cannot exceed it.
  */
-export const HISTORY_ENTRY_OVERHEAD = 256;
+export const HISTORY_ENTRY_OVERHEAD = 200;
 
 /**
  * Frames kept in history are written into slabs owned by the history (not
@@ -109,16 +109,23 @@ export const HISTORY_ENTRY_OVERHEAD = 256;
 const SLAB_BYTES = 64 * 1024;
 const SLAB_MAX_FRAME = 4 * 1024;
 
+/** A kept event: its id and `FramedEvent` are made again when a replay returns it (fewer objects per kept event). */
 interface Entry {
   readonly seq: number;
-  readonly event: FramedEvent;
   readonly time: number;
+  readonly topic: string;
+  readonly frame: Buffer;
 }
 
 /** A list with a moving start, compacted when more than half of it is dead. */
 interface Log {
   entries: Entry[];
   start: number;
+}
+
+/** A topic's entries; kept events share its `topic` string instead of one string each. */
+interface TopicLog extends Log {
+  readonly topic: string;
 }
 
 function compact(log: Log): void {
@@ -158,7 +165,7 @@ export class MemoryBroker implements Broker {
   /** Every kept entry, oldest first. */
   private log: Log = { entries: [], start: 0 };
   /** The same entries by topic. */
-  private byTopic = new Map<string, Log>();
+  private byTopic = new Map<string, TopicLog>();
   private bytes = 0;
   private slab: Buffer = Buffer.allocUnsafeSlow(0);
   private slabUsed = 0;
@@ -183,10 +190,15 @@ export class MemoryBroker implements Broker {
       const e = events[i]!;
       const seq = ++this.seq;
       const id = this.epoch + "-" + seq;
-      const frame = keep ? this.store(frameText(e.event, e.data, id)) : frameEvent(e.event, e.data, id);
-      const event: FramedEvent = { id, topic: e.topic, frame };
-      framed[i] = event;
-      if (keep) this.remember(seq, event, now);
+      if (keep) {
+        let topicLog = this.byTopic.get(e.topic);
+        if (topicLog === undefined) this.byTopic.set(e.topic, (topicLog = { entries: [], start: 0, topic: e.topic }));
+        const entry: Entry = { seq, time: now, topic: topicLog.topic, frame: this.store(frameText(e.event, e.data, id)) };
+        framed[i] = { id, topic: entry.topic, frame: entry.frame };
+        this.remember(entry, topicLog);
+      } else {
+        framed[i] = { id, topic: e.topic, frame: frameEvent(e.event, e.data, id) };
+      }
     }
     this.trim(now);
     this.sink?.(framed);
@@ -219,9 +231,9 @@ export class MemoryBroker implements Broker {
       let k = 0;
       for (let j = 1; j < lists.length; j++) if (lists[j]![at[j]!]!.seq < lists[k]![at[k]!]!.seq) k = j;
       const list = lists[k]!;
-      const event = list[at[k]!]!.event;
-      events.push(event);
-      bytes += event.frame.length;
+      const entry = list[at[k]!]!;
+      events.push({ id: this.epoch + "-" + entry.seq, topic: entry.topic, frame: entry.frame });
+      bytes += entry.frame.length;
       if (++at[k]! === list.length) {
         lists.splice(k, 1);
         at.splice(k, 1);
@@ -276,13 +288,10 @@ export class MemoryBroker implements Broker {
     return this.slab.subarray(start, start + length);
   }
 
-  private remember(seq: number, event: FramedEvent, now: number): void {
-    const entry: Entry = { seq, event, time: now };
+  private remember(entry: Entry, topicLog: TopicLog): void {
     this.log.entries.push(entry);
-    let topicLog = this.byTopic.get(event.topic);
-    if (topicLog === undefined) this.byTopic.set(event.topic, (topicLog = { entries: [], start: 0 }));
     topicLog.entries.push(entry);
-    this.bytes += event.frame.length + HISTORY_ENTRY_OVERHEAD;
+    this.bytes += entry.frame.length + HISTORY_ENTRY_OVERHEAD;
   }
 
   private trim(now: number): void {
@@ -291,11 +300,11 @@ export class MemoryBroker implements Broker {
     while (log.start < log.entries.length) {
       const oldest = log.entries[log.start]!;
       if (this.bytes <= this.historyBytes && oldest.time >= minTime) break;
-      this.bytes -= oldest.event.frame.length + HISTORY_ENTRY_OVERHEAD;
+      this.bytes -= oldest.frame.length + HISTORY_ENTRY_OVERHEAD;
       // Release the slot so the entry can be collected before compaction.
       (log.entries as (Entry | undefined)[])[log.start++] = undefined;
       // The oldest entry overall is the oldest of its topic.
-      const topic = oldest.event.topic;
+      const topic = oldest.topic;
       const topicLog = this.byTopic.get(topic)!;
       (topicLog.entries as (Entry | undefined)[])[topicLog.start++] = undefined;
       if (topicLog.start === topicLog.entries.length) this.byTopic.delete(topic);

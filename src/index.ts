@@ -8,6 +8,6 @@ export { DEFAULTS, type SseRouterOptions } from "./options";
 export { SseError, HTTP_STATUS, isSseError, type SseErrorCode } from "./errors";
 export { subscribeToken, submitToken, type EventInput } from "./tokens";
 export { createPublisher, type Publisher, type PublisherOptions } from "./publisher";
-export { MemoryBroker, type Broker, type BrokerSink, type FramedEvent, type MemoryBrokerOptions, type ReplayResult, type ResetReason } from "./broker";
+export { MemoryBroker, type Broker, type BrokerSink, type FramedEvent, type MemoryBrokerOptions, type ReplayOptions, type ReplayResult, type ResetReason } from "./broker";
 export { frameEvent, HEARTBEAT } from "./frame";
 export type { HubStats, DisconnectReason } from "./hub";
