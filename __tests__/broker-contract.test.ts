@@ -135,10 +135,63 @@ describe.each(suites)("Broker contract: %s", (name, h) => {
     expect(result.events.map((e) => e.id)).toEqual(want.map((e) => e.id));
     expect(result.events.map((e) => e.frame.toString())).toEqual(want.map((e) => e.frame.toString()));
 
+    expect(result).toMatchObject({ next: received[7]!.id, done: true });
+
     const none = await broker.replay(received[7]!.id, new Set(["a", "b", "c"]));
-    expect(none).toEqual({ ok: true, events: [] });
+    expect(none).toEqual({ ok: true, events: [], next: received[7]!.id, done: true });
     const other = await broker.replay(after, new Set(["zzz"]));
-    expect(other).toEqual({ ok: true, events: [] });
+    expect(other).toEqual({ ok: true, events: [], next: received[7]!.id, done: true });
+  });
+
+  test("paged replay (maxBytes): pages end once full, continue from next, and together return every event once, in order", async () => {
+    const { broker, received } = await h.create();
+    // Three topics interleaved, of different sizes; the client reads two of them.
+    const published: EventInput[] = [];
+    for (let i = 0; i < 600; i++) published.push({ topic: ["a", "b", "c"][i % 3]!, event: "e", data: `${i} ${"x".repeat(i % 7 === 0 ? 2000 : 20)}` });
+    await broker.publish(events("a", 1));
+    await waitFor(() => received.length === 1, 5000, "first event");
+    for (let i = 0; i < published.length; i += 100) await broker.publish(published.slice(i, i + 100));
+    await waitFor(() => received.length === 601, 5000, "all events");
+    const topics = new Set(["a", "c"]);
+    const want = received.slice(1).filter((e) => topics.has(e.topic));
+    const got: FramedEvent[] = [];
+    let cursor = received[0]!.id;
+    let pages = 0;
+    const maxBytes = 4096;
+    for (;;) {
+      const page = await broker.replay(cursor, topics, { maxBytes });
+      if (!page.ok) throw new Error(`reset: ${page.reason}`);
+      pages++;
+      const bytes = page.events.reduce((n, e) => n + e.frame.length, 0);
+      // Full means: at most one event past the bound.
+      if (page.events.length > 1) expect(bytes - page.events[page.events.length - 1]!.frame.length).toBeLessThan(maxBytes);
+      if (!page.done) {
+        expect(page.events.length).toBeGreaterThan(0);
+        expect(bytes).toBeGreaterThanOrEqual(maxBytes);
+      }
+      got.push(...page.events);
+      expect(broker.compareIds(page.next, cursor)).toBeGreaterThanOrEqual(0);
+      cursor = page.next;
+      if (page.done) break;
+      expect(pages).toBeLessThan(1000);
+    }
+    expect(pages).toBeGreaterThan(5);
+    expect(got.map((e) => e.id)).toEqual(want.map((e) => e.id));
+    expect(got.map((e) => e.frame.toString())).toEqual(want.map((e) => e.frame.toString()));
+    expect(cursor).toBe(received[600]!.id);
+  });
+
+  test("a paged replay whose next page was trimmed meanwhile gets history_truncated", async () => {
+    const { broker, received } = await h.create(true);
+    await broker.publish(events("a", 100));
+    await waitFor(() => received.length === 100, 5000, "events");
+    const page = await broker.replay(received[0]!.id, new Set(["a"]), { maxBytes: 1 });
+    expect(page.ok && !page.done && page.events.length).toBe(1);
+    if (!page.ok) return;
+    for (let sent = 0; sent < h.overflow; sent += 1000) await broker.publish(events("a", 1000, sent));
+    await waitFor(() => received.length === h.overflow + 100, 10_000, "all events");
+    const head = received[received.length - 1]!.id;
+    expect(await broker.replay(page.next, new Set(["a"]), { maxBytes: 1 })).toEqual({ ok: false, reason: "history_truncated", headId: head });
   });
 
   test("an unknown id (malformed, from another log, or newer than the log) gets unknown_id with the head id", async () => {

@@ -21,6 +21,11 @@ export interface Sink {
   destroy(): unknown;
   readonly writableLength: number;
   on(event: "close", listener: () => void): unknown;
+  /** Used while a resume is paced: the next page is written once the sink drained. */
+  once(event: "drain", listener: () => void): unknown;
+  /** Batch a replay page's writes into one (a `http.ServerResponse` has them). */
+  cork?: () => void;
+  uncork?: () => void;
   /** Added by `compression` and similar middleware: push buffered output out now. */
   flush?: () => void;
 }
@@ -32,7 +37,13 @@ export interface Sink {
  * response uses HTTP/1.1 chunked transfer coding.
  */
 export interface DirectSocket {
-  readonly socket: { write(chunk: Buffer): boolean; readonly writableLength: number };
+  readonly socket: {
+    write(chunk: Buffer): boolean;
+    readonly writableLength: number;
+    once(event: "drain", listener: () => void): unknown;
+    cork(): void;
+    uncork(): void;
+  };
   readonly chunked: boolean;
 }
 
@@ -68,16 +79,46 @@ export interface HubOptions {
   readonly retryJitter: number;
 }
 
+const CRLF = Buffer.from("\r\n");
+
 const kSubscriber = Symbol("sse-server.subscriber");
+
+/** Largest replay page, in bytes (also at most a quarter of `maxBufferBytes`). */
+const MAX_PAGE_BYTES = 64 * 1024;
+
+/**
+ * A subscriber's resume, from `subscribe` until the first live event newer
+ * than everything replayed. While `held` is set, pages of history are being
+ * written (one page at a time, the next once the socket drained) and live
+ * events are held back; then only `floor` is left: live events not newer
+ * than it were in the replay already (with Redis, an entry's pushed copy can
+ * arrive after a replay read it) and are dropped.
+ */
+class Resume {
+  /** Live events held back while paging, else null (paging done). */
+  held: FramedEvent[] | null = [];
+  heldBytes = 0;
+  /** Times `held` overflowed its bound and was dropped (those events are read from history again). */
+  drops = 0;
+  /** Log position the replay has covered; the next page starts after it. */
+  cursor: string;
+  /** Live events with ids up to this one were replayed (or precede a reset); undefined: none. */
+  floor: string | undefined = undefined;
+  readonly topics: ReadonlySet<string>;
+
+  constructor(lastEventId: string, topics: readonly string[]) {
+    this.cursor = lastEventId;
+    this.topics = new Set(topics);
+  }
+}
 
 class Subscriber {
   /** Frames waiting for this turn's flush: one Buffer, or several. */
   pending: Buffer | Buffer[] | null = null;
   pendingBytes = 0;
   pendingEvents = 0;
-  /** While a resume is being served: live events held back, else null. */
-  held: FramedEvent[] | null = null;
-  heldBytes = 0;
+  /** While resuming (see {@link Resume}), else null: the hot path checks only this. */
+  resume: Resume | null = null;
   closed = false;
 
   constructor(
@@ -169,18 +210,9 @@ export class Hub {
     if (lastEventId !== undefined) {
       // Registered above before asking the broker, so every event that is not
       // in the replay arrives live; live ones are held until the replay is out.
-      sub.held = [];
-      this.started
-        .then(() => this.broker.replay(lastEventId, new Set(topics)))
-        .then(
-          (result) => this.finishReplay(sub, result),
-          (err: unknown) =>
-            // History is there but unreachable right now: end the stream so the
-            // client retries with the same Last-Event-ID, instead of a reset.
-            isSseError(err) && err.code === "broker_unavailable"
-              ? this.remove(sub, "broker")
-              : this.finishReplay(sub, { ok: false, reason: "unknown_id", headId: undefined }),
-        );
+      const resume = new Resume(lastEventId, topics);
+      sub.resume = resume;
+      this.started.then(() => this.nextPage(sub, resume, true), () => this.nextPage(sub, resume, true));
     }
   }
 
@@ -199,44 +231,128 @@ export class Hub {
       const subs = this.byTopic.get(event.topic);
       if (subs === undefined) continue;
       for (const sub of subs) {
-        if (sub.held !== null) this.hold(sub, event);
+        if (sub.resume !== null) this.resuming(sub, sub.resume, event);
         else this.enqueue(sub, event.frame, 1);
       }
     }
   };
 
   private readonly heartbeat = (): void => {
-    for (const sub of this.all) if (sub.held === null) this.enqueue(sub, HEARTBEAT, 0);
+    for (const sub of this.all) if (sub.resume === null || sub.resume.held === null) this.enqueue(sub, HEARTBEAT, 0);
   };
 
-  private hold(sub: Subscriber, event: FramedEvent): void {
-    sub.held!.push(event);
-    sub.heldBytes += event.frame.length;
-    if (sub.heldBytes > this.options.maxBufferBytes) this.remove(sub, "slow");
+  /** A live event for a subscriber that is resuming: held, dropped as already replayed, or delivered. */
+  private resuming(sub: Subscriber, resume: Resume, event: FramedEvent): void {
+    const held = resume.held;
+    if (held !== null) {
+      held.push(event);
+      resume.heldBytes += event.frame.length;
+      // Held events count against the subscriber's bound. Past it, drop them
+      // instead of the subscriber: they are in the log, and paging goes on
+      // until a page read after this one reaches the head.
+      if (resume.heldBytes > this.options.maxBufferBytes / 2) {
+        resume.held = [];
+        resume.heldBytes = 0;
+        resume.drops++;
+      }
+      return;
+    }
+    if (resume.floor !== undefined && this.broker.compareIds(event.id, resume.floor) <= 0) return;
+    // The sink delivers in log order: every later event is newer still.
+    sub.resume = null;
+    this.enqueue(sub, event.frame, 1);
   }
 
-  private finishReplay(sub: Subscriber, result: ReplayResult): void {
-    if (sub.closed || sub.held === null) return;
-    const held = sub.held;
-    sub.held = null;
-    sub.heldBytes = 0;
-    let last: string | undefined;
-    if (result.ok) {
-      this.counters.replays++;
-      for (const event of result.events) {
-        this.enqueue(sub, event.frame, 1);
-        last = event.id;
-      }
-    } else {
+  /** Reads the next page of a resume from the broker, then writes it. */
+  private nextPage(sub: Subscriber, resume: Resume, first: boolean): void {
+    if (sub.closed || sub.resume !== resume) return;
+    const drops = resume.drops;
+    const maxBytes = Math.max(1, Math.min(MAX_PAGE_BYTES, Math.floor(this.options.maxBufferBytes / 4)));
+    this.broker.replay(resume.cursor, resume.topics, { maxBytes }).then(
+      (result) => this.writePage(sub, resume, result, drops, first),
+      (err: unknown) =>
+        // History is there but unreachable right now: end the stream so the
+        // client retries with the last id it got, instead of a reset.
+        isSseError(err) && err.code === "broker_unavailable"
+          ? this.remove(sub, "broker")
+          : this.writePage(sub, resume, { ok: false, reason: "unknown_id", headId: undefined }, drops, first),
+    );
+  }
+
+  /**
+   * Writes one replay page (or `sse:reset`) straight to the socket, sharing
+   * the log's frame Buffers, then reads the next page at once if the socket
+   * took it, else once it drained. The replay is done with a page that
+   * reached the log's head and was read after every dropped held event
+   * arrived; then the held events newer than the replay go out.
+   */
+  private writePage(sub: Subscriber, resume: Resume, result: ReplayResult, drops: number, first: boolean): void {
+    if (sub.closed || sub.resume !== resume) return;
+    if (!result.ok) {
       this.counters.resets++;
-      this.enqueue(sub, resetFrame(result.reason, result.headId), 0);
+      this.writeDirect(sub, [resetFrame(result.reason, result.headId)]);
       // Held live events not newer than the reset's id would go backwards.
-      last = result.headId;
+      resume.floor = result.headId;
+      this.endPaging(sub, resume);
+      return;
     }
+    if (first) this.counters.replays++;
+    const frames = result.events.map((e) => e.frame);
+    const writable = frames.length === 0 || this.writeDirect(sub, frames);
+    this.counters.eventsDelivered += frames.length;
+    resume.cursor = result.next;
+    resume.floor = result.next;
+    if (result.done && resume.drops === drops) {
+      this.endPaging(sub, resume);
+      return;
+    }
+    if (writable) this.nextPage(sub, resume, false);
+    else (sub.direct?.socket ?? sub.sink).once("drain", () => this.nextPage(sub, resume, false));
+  }
+
+  /** The replay is out: held events newer than it follow; older ones are dropped from now on. */
+  private endPaging(sub: Subscriber, resume: Resume): void {
+    const held = resume.held!;
+    resume.held = null;
+    resume.heldBytes = 0;
     for (const event of held) {
-      // Held live events that the replay already contained are skipped: no duplicates.
-      if (last === undefined || this.broker.compareIds(event.id, last) > 0) this.enqueue(sub, event.frame, 1);
+      if (resume.floor !== undefined && this.broker.compareIds(event.id, resume.floor) <= 0) continue;
+      // Held events are in log order: once one is newer, every later live one is too.
+      sub.resume = null;
+      this.enqueue(sub, event.frame, 1);
     }
+    if (resume.floor === undefined) sub.resume = null;
+  }
+
+  /**
+   * Writes frames now, batched into one socket write, without copying them
+   * into a Buffer of their own (a page may be shared by many resuming
+   * subscribers). Returns false once the socket wants a `drain`.
+   */
+  private writeDirect(sub: Subscriber, frames: readonly Buffer[]): boolean {
+    const direct = sub.direct;
+    let ok = true;
+    if (direct === undefined) {
+      const sink = sub.sink;
+      sink.cork?.();
+      for (const frame of frames) ok = sink.write(frame);
+      sink.uncork?.();
+      sink.flush?.();
+      return ok;
+    }
+    const socket = direct.socket;
+    socket.cork();
+    if (direct.chunked) {
+      let bytes = 0;
+      for (const frame of frames) bytes += frame.length;
+      socket.write(Buffer.from(bytes.toString(16) + "\r\n", "latin1"));
+      for (const frame of frames) socket.write(frame);
+      ok = socket.write(CRLF);
+    } else {
+      for (const frame of frames) ok = socket.write(frame);
+    }
+    socket.uncork();
+    return ok;
   }
 
   private enqueue(sub: Subscriber, frame: Buffer, events: number): void {
@@ -317,7 +433,7 @@ export class Hub {
     if (sub.closed) return;
     sub.closed = true;
     sub.pending = null;
-    sub.held = null;
+    sub.resume = null;
     this.all.delete(sub);
     for (const topic of sub.topics) {
       const set = this.byTopic.get(topic);

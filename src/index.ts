@@ -9,6 +9,6 @@ export { SseError, HTTP_STATUS, isSseError, type SseErrorCode } from "./errors";
 export { subscribeToken, submitToken, type EventInput, type PublishEventInput, type JsonValue } from "./tokens";
 export { createConsoleLogger, DEFAULT_LOGGER, SILENT_LOGGER, LOG_LEVELS, type Logger, type LogLevel, type LogFields, type ConsoleLoggerOptions } from "./logger";
 export { createPublisher, type Publisher, type PublisherOptions } from "./publisher";
-export { MemoryBroker, type Broker, type BrokerSink, type FramedEvent, type MemoryBrokerOptions, type ReplayResult, type ResetReason } from "./broker";
+export { MemoryBroker, type Broker, type BrokerSink, type FramedEvent, type MemoryBrokerOptions, type ReplayOptions, type ReplayResult, type ResetReason } from "./broker";
 export { frameEvent, HEARTBEAT } from "./frame";
 export type { HubStats, DisconnectReason } from "./hub";

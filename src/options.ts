@@ -33,14 +33,21 @@ export interface SseRouterOptions {
   /**
    * Bytes that may wait in a subscriber's socket buffer. A subscriber that
    * falls further behind is disconnected (it can resume from history), never
-   * silently skipped. Defaults to `262144` (256 KiB).
+   * silently skipped. A resume is written in pages of at most a quarter of
+   * it (64 KiB at most), the next once the socket drained; live events held
+   * meanwhile are bounded by half of it (past that they are read from
+   * history again). Defaults to `262144` (256 KiB).
    */
   maxBufferBytes?: number;
   /** Base `retry:` value sent on connect, in ms. `0` sends no `retry:` line. Defaults to `3000`. */
   retry?: number;
   /** Random jitter added to `retry`, uniformly in `[0, retryJitter)` ms, so a restart spreads reconnects. Defaults to `2000`. */
   retryJitter?: number;
-  /** Bytes of event history kept for resume (`Last-Event-ID`). `0` disables history. Defaults to `16777216` (16 MiB). */
+  /**
+   * Bytes of event history kept for resume (`Last-Event-ID`): frame bytes
+   * plus a fixed 200 bytes per event for what an entry costs besides its
+   * frame. `0` disables history. Defaults to `16777216` (16 MiB).
+   */
   historyBytes?: number;
   /** Maximum age of history entries in ms. `0` means no age limit. Defaults to `300000` (5 minutes). */
   historyAge?: number;

@@ -50,7 +50,7 @@
 import { randomBytes } from "node:crypto";
 import { decode } from "@msgpack/msgpack";
 import Redis, { type RedisOptions } from "ioredis";
-import type { Broker, BrokerSink, FramedEvent, ReplayResult } from "./broker";
+import type { Broker, BrokerSink, FramedEvent, ReplayOptions, ReplayResult } from "./broker";
 import { SseError } from "./errors";
 import { frameEvent } from "./frame";
 import { DEFAULT_LOGGER, type Logger } from "./logger";
@@ -215,6 +215,9 @@ if ARGV[2] ~= "" then redis.call("XTRIM", KEYS[1], "MINID", "~", ARGV[2]) end
 redis.call("PUBLISH", ARGV[3], cmsgpack.pack(out))
 return #out / 4
 `;
+
+/** XRANGE COUNT of a paged replay's first chunk (later chunks of the same page double it, up to `readCount`). */
+const FIRST_PAGE_COUNT = 64;
 
 /** Pushed batches kept while catching up, at most (older ones are read from the stream again). */
 const MAX_PENDING = 50_000;
@@ -430,15 +433,19 @@ export class RedisBroker implements Broker {
     }
   }
 
-  async replay(lastEventId: string, topics: ReadonlySet<string>): Promise<ReplayResult> {
+  async replay(lastEventId: string, topics: ReadonlySet<string>, options: ReplayOptions = {}): Promise<ReplayResult> {
     const wanted = parseEventId(lastEventId);
+    const maxBytes = options.maxBytes ?? Infinity;
+    // A paged replay reads small chunks first (a page of large events is
+    // done after a few entries), doubling while the topics are sparse.
+    let count = Number.isFinite(maxBytes) ? Math.min(this.readCount, FIRST_PAGE_COUNT) : this.readCount;
     let replies: [Error | null, unknown][] | null = null;
     for (let attempt = 0; attempt < 2; attempt++) {
       // One snapshot: epoch, stream info and the first chunk.
       const multi = this.cmd.multi();
       multi.call("GET", this.epochKey);
       multi.call("XINFO", "STREAM", this.key);
-      if (wanted) multi.call("XRANGE", this.key, "(" + formatStreamId(wanted.id), "+", "COUNT", this.readCount);
+      if (wanted) multi.call("XRANGE", this.key, "(" + formatStreamId(wanted.id), "+", "COUNT", count);
       try {
         replies = await multi.exec();
         // No epoch yet (Redis just came back empty): create it the one safe way, then look again.
@@ -456,25 +463,39 @@ export class RedisBroker implements Broker {
     if (wanted === undefined || wanted.epoch !== epoch || compareStreamIds(wanted.id, head) > 0) {
       return { ok: false, reason: "unknown_id", headId };
     }
-    if (compareStreamIds(wanted.id, head) === 0) return { ok: true, events: [] };
+    if (compareStreamIds(wanted.id, head) === 0) return { ok: true, events: [], next: lastEventId, done: true };
     if (info === undefined || this.trimmedAfter(info, wanted.id)) return { ok: false, reason: "history_truncated", headId };
 
     const events: FramedEvent[] = [];
+    let bytes = 0;
     let chunk = result(replies, 2) as Entry[];
     let cursor = wanted.id;
+    let done = false;
     for (;;) {
       for (const [id, fields] of chunk) {
         cursor = parseStreamId(id) ?? cursor;
         const topic = field(fields, "t");
         if (topic === undefined || !topics.has(topic)) continue;
         const eventId = epoch + "." + id;
-        events.push({ id: eventId, topic, frame: frameEvent(field(fields, "e") ?? "", field(fields, "d") ?? "", eventId) });
+        const frame = frameEvent(field(fields, "e") ?? "", field(fields, "d") ?? "", eventId);
+        events.push({ id: eventId, topic, frame });
+        bytes += frame.length;
+        // The page is full: the next one starts after this entry.
+        if (bytes >= maxBytes) break;
+      }
+      if (bytes >= maxBytes) {
+        done = compareStreamIds(cursor, head) >= 0;
+        break;
       }
       // Everything up to the head seen at the start is enough: newer entries reach the hub live.
-      if (chunk.length < this.readCount || compareStreamIds(cursor, head) >= 0) break;
+      if (chunk.length < count || compareStreamIds(cursor, head) >= 0) {
+        done = true;
+        break;
+      }
+      count = Math.min(this.readCount, count * 2);
       const next = this.cmd.multi();
       next.call("XINFO", "STREAM", this.key);
-      next.call("XRANGE", this.key, "(" + formatStreamId(cursor), "+", "COUNT", this.readCount);
+      next.call("XRANGE", this.key, "(" + formatStreamId(cursor), "+", "COUNT", count);
       try {
         replies = await next.exec();
       } catch (err) {
@@ -485,7 +506,7 @@ export class RedisBroker implements Broker {
       if (now === undefined || this.trimmedAfter(now, cursor)) return { ok: false, reason: "history_truncated", headId };
       chunk = result(replies, 1) as Entry[];
     }
-    return { ok: true, events };
+    return { ok: true, events, next: epoch + "." + formatStreamId(cursor), done };
   }
 
   compareIds(a: string, b: string): number {
