@@ -6,6 +6,7 @@
  */
 import request from "supertest";
 import { createSseRouter } from "../src/router";
+import { MemoryBroker } from "../src/broker";
 import { SseError } from "../src/errors";
 import type { SseRouterOptions } from "../src/options";
 import { submitToken, subscribeToken, type EventInput } from "../src/tokens";
@@ -482,6 +483,9 @@ describe("option validation: every bad option throws SseError invalid_option wit
     ["broker without publish", { secret: hex, broker: {} }, /broker/],
     ["health not a boolean", { secret: hex, health: "yes" }, /health must be a boolean/],
     ["metrics not a boolean", { secret: hex, metrics: 1 }, /metrics must be a boolean/],
+    ["a misspelt key (tokenTTL)", { secret: hex, tokenTTL: 60 }, /unknown option "tokenTTL"; did you mean "tokenTtl"\?/],
+    ["an unknown key", { secret: hex, port: 8000 }, /unknown option "port" \(known: secret, tokenTtl/],
+    ["history options beside a broker", { secret: hex, broker: new MemoryBroker(), historyBytes: 1024 }, /historyBytes and historyAge configure the built-in/],
   ];
   test.each(cases)("%s", (_name, options, message) => {
     let thrown: unknown;
@@ -493,6 +497,13 @@ describe("option validation: every bad option throws SseError invalid_option wit
     expect(thrown).toBeInstanceOf(SseError);
     expect((thrown as SseError).code).toBe("invalid_option");
     expect((thrown as SseError).message).toMatch(message);
+  });
+
+  test.each<[string, () => unknown, RegExp]>([
+    ["MemoryBroker with a misspelt key", () => new MemoryBroker({ historybytes: 1 } as never), /MemoryBroker: unknown option "historybytes"; did you mean "historyBytes"/],
+    ["MemoryBroker with a negative historyAge", () => new MemoryBroker({ historyAge: -5 }), /historyAge must be an integer >= 0/],
+  ])("%s", (_name, make, message) => {
+    expect(make).toThrow(message);
   });
 
   test("the message never echoes the secret", () => {

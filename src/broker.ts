@@ -9,6 +9,7 @@
  */
 import { frameEvent, frameText } from "./frame";
 import type { EventInput } from "./types";
+import { integerOption, rejectUnknownKeys } from "./validate";
 
 /** An event with its id, framed once; `frame` is shared by every subscriber. */
 export interface FramedEvent {
@@ -78,6 +79,12 @@ export interface Broker {
   /** Stops the broker; no sink calls after it resolves. */
   close(): Promise<void>;
 }
+
+/** Defaults of {@link MemoryBrokerOptions}; the router's `historyBytes`/`historyAge` defaults are these. */
+export const MEMORY_BROKER_DEFAULTS = Object.freeze({
+  historyBytes: 16 * 1024 * 1024,
+  historyAge: 5 * 60_000,
+});
 
 export interface MemoryBrokerOptions {
   /**
@@ -173,8 +180,9 @@ export class MemoryBroker implements Broker {
 
   constructor(options: MemoryBrokerOptions = {}) {
     this.epoch = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
-    this.historyBytes = options.historyBytes ?? 16 * 1024 * 1024;
-    this.historyAge = options.historyAge ?? 5 * 60_000;
+    rejectUnknownKeys("MemoryBroker", options, ["historyBytes", "historyAge"]);
+    this.historyBytes = integerOption("historyBytes", options.historyBytes, MEMORY_BROKER_DEFAULTS.historyBytes, 0);
+    this.historyAge = integerOption("historyAge", options.historyAge, MEMORY_BROKER_DEFAULTS.historyAge, 0);
   }
 
   async start(sink: BrokerSink): Promise<void> {

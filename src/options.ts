@@ -2,11 +2,11 @@
  * Every option of {@link createSseRouter}, typed in one interface and resolved
  * (defaults applied, validated) exactly once by {@link resolveOptions}.
  */
-import type { Broker } from "./broker";
-import { integerOption, invalid, parseSecret } from "./validate";
+import { MEMORY_BROKER_DEFAULTS, type Broker } from "./broker";
+import { DEFAULT_LOGGER, type Logger } from "./logger";
+import { integerOption, invalid, parseSecret, rejectUnknownKeys } from "./validate";
 
 export { integerOption, parseSecret };
-import { DEFAULT_LOGGER, type Logger } from "./logger";
 
 export interface SseRouterOptions {
   /**
@@ -112,9 +112,36 @@ export const DEFAULTS = Object.freeze({
   maxBufferBytes: 256 * 1024,
   retry: 3000,
   retryJitter: 2000,
-  historyBytes: 16 * 1024 * 1024,
-  historyAge: 5 * 60_000,
+  ...MEMORY_BROKER_DEFAULTS,
 });
+
+/**
+ * Every key of {@link SseRouterOptions}. `satisfies` makes the compiler insist
+ * that a new option is listed here, so a misspelt key (`tokenTTL`) is always
+ * reported instead of silently ignored.
+ */
+const OPTION_KEYS: readonly string[] = Object.keys({
+  secret: 1,
+  tokenTtl: 1,
+  heartbeatInterval: 1,
+  bodyLimit: 1,
+  maxTokenLength: 1,
+  maxTopics: 1,
+  maxTopicLength: 1,
+  maxEventNameLength: 1,
+  maxEventsPerSubmit: 1,
+  maxBufferBytes: 1,
+  retry: 1,
+  retryJitter: 1,
+  historyBytes: 1,
+  historyAge: 1,
+  cors: 1,
+  tokenCookie: 1,
+  broker: 1,
+  health: 1,
+  metrics: 1,
+  logger: 1,
+} satisfies Record<keyof SseRouterOptions, 1>);
 
 function boolean(name: string, value: unknown): boolean {
   if (value === undefined) return false;
@@ -133,6 +160,7 @@ function resolveCors(value: SseRouterOptions["cors"]): ResolvedOptions["cors"] {
 
 export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
   if (options === null || typeof options !== "object") invalid("options object with a `secret` is required");
+  rejectUnknownKeys("createSseRouter", options, OPTION_KEYS);
   const tokenCookie = options.tokenCookie;
   if (tokenCookie !== undefined && (typeof tokenCookie !== "string" || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(tokenCookie))) {
     invalid("tokenCookie must be a valid cookie name");
@@ -140,6 +168,11 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
   const broker = options.broker;
   if (broker !== undefined && (typeof broker !== "object" || typeof broker.publish !== "function")) {
     invalid("broker must implement the Broker interface");
+  }
+  if (broker !== undefined && (options.historyBytes !== undefined || options.historyAge !== undefined)) {
+    // History belongs to the broker: silently ignoring these would leave the
+    // operator believing resume keeps what they configured.
+    invalid("historyBytes and historyAge configure the built-in in-memory broker; with `broker`, set history on the broker itself");
   }
   const logger = options.logger ?? DEFAULT_LOGGER;
   if (typeof logger !== "object" || logger === null || !(["debug", "info", "warn", "error"] as const).every((m) => typeof logger[m] === "function")) {
