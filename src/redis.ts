@@ -30,7 +30,15 @@
  *   every reconnect it subscribes first, then catches up from the stream
  *   with XREAD after the last entry it delivered, then switches to the
  *   pushed batches, skipping ids it already has: nothing Redis accepted is
- *   skipped, nothing is delivered twice.
+ *   skipped, nothing is delivered twice. While connected, each pushed batch
+ *   names the entry before it; a reader that lacks that entry (stored, never
+ *   pushed) catches up the same way before delivering the batch, and an idle
+ *   reader compares its position with the stream's head every
+ *   `checkInterval`. A stretch that was trimmed before it could be read is
+ *   reported to the hub (`sink.reset`): every subscriber gets `sse:reset`.
+ * - `publish()` with an idempotency key checks and sets `<key>:idem:<k>` in
+ *   the same script as the XADDs, so a retry (after a 503 that may have been
+ *   stored) appends nothing, whichever instance it reaches.
  * - SSE ids are `<epoch>.<stream id>`. The epoch is a random word stored in
  *   Redis next to the stream (`<key>:epoch`, created with SET NX). If Redis
  *   comes back empty, the stream and the epoch are gone together and a new
@@ -99,7 +107,8 @@ export interface RedisBrokerOptions {
   checkInterval?: number;
   /**
    * Receives one line on every state change (Redis down / back / emptied,
-   * reader fell behind the trimmed history). Defaults to `console.warn`. Pass
+   * entries read from the stream that were not pushed, reader fell behind the
+   * trimmed history). Defaults to `console.warn`. Pass
    * `null` to silence.
    */
   log?: ((message: string) => void) | null;
@@ -560,6 +569,10 @@ export class RedisBroker implements Broker, BrokerHealth {
     // (e.g. reading a stream that came back empty from its start, 0-0, which
     // the first-entry test below would take for a trimmed one).
     if (info.entriesAdded > 0 && info.entriesAdded === info.length) return false;
+    // Redis 6.2 has no count: from 0-0 the first-entry test would always say
+    // trimmed, and a needless reset of every subscriber after each empty
+    // restart is worse than missing a trim past historyLength during one.
+    if (info.entriesAdded === 0 && compareStreamIds(after, ZERO) === 0) return false;
     return info.firstEntry === undefined || compareStreamIds(info.firstEntry, after) > 0;
   }
 
