@@ -226,12 +226,13 @@ return {value, head, added}
  * reader whose last entry is older knows it missed one (stored, never pushed)
  * and reads it from the stream first. The previous id comes last: readers of
  * older versions take elements four at a time and ignore it.
- * Returns the number of events appended, or -1 for a known idempotency key.
+ * Returns the number of events appended, or -1 for a known idempotency key
+ * (a retry of a batch that is already in). The key is set after the XADDs,
+ * so a script that failed half-way leaves no key behind. (No comments inside
+ * the script: Redis hashes its whole text on every EVAL.)
  */
 const PUBLISH_SCRIPT = `
 pcall(redis.replicate_commands)
--- A retry of a batch that is already in: nothing to add. (The key is set
--- after the XADDs, so a script that failed half-way leaves no key behind.)
 if KEYS[2] and redis.call("EXISTS", KEYS[2]) == 1 then return -1 end
 local last = redis.call("XREVRANGE", KEYS[1], "+", "-", "COUNT", 1)
 local prev = "0-0"
