@@ -73,6 +73,7 @@ export interface BrokerHealth {
   readonly state: BrokerState;
 }
 
+/** Whether `broker` reports its state ({@link BrokerHealth}); `/health` and `/metrics` ask with this. */
 export function hasBrokerHealth(broker: object): broker is BrokerHealth {
   const state = (broker as Partial<BrokerHealth>).state;
   return state === "ready" || state === "catching_up" || state === "unavailable";
@@ -118,7 +119,6 @@ export interface MemoryBrokerOptions {
 
 /** Idempotency keys a {@link MemoryBroker} remembers at most, so memory stays bounded whatever publishers send. */
 export const MAX_IDEMPOTENCY_KEYS = 100_000;
-
 
 interface Entry {
   readonly seq: number;
