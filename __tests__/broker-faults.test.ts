@@ -122,6 +122,25 @@ test("a gap that history no longer covers: every subscriber gets sse:reset with 
   expect(resumed.ok && resumed.events.map((e) => e.id)).toEqual([subs[0]!.events[2]!.id]);
 }, 30_000);
 
+test("a reconnect after the reader's own last entry was trimmed (a quiet historyAge), with nothing missed, resets nobody", async () => {
+  const a = broker({ checkInterval: 600_000, redis: { connectionName: "aged" } });
+  const srv = await instance(a);
+  const sub = await subscribe(srv, ["t"]);
+  await srv.router.publish([ev("1")]);
+  await sub.waitForEvents(1);
+  // While the reader is away: a new entry arrives and the age bound trims everything older (the reader's entry).
+  const second = await storeWithoutPush(a.key, "2");
+  await admin.xtrim(a.key, "MINID", second!);
+  const id = /id=(\d+) [^\n]*name=aged:reader /.exec(String(await admin.call("CLIENT", "LIST")))![1]!;
+  await admin.call("CLIENT", "KILL", "ID", id);
+  await sub.waitForEvents(2, 10_000);
+  await srv.router.publish([ev("3")]);
+  await sub.waitForEvents(3);
+  expect(sub.events.map((e) => e.event)).toEqual(["n", "n", "n"]);
+  expect(sub.data("n")).toEqual(["1", "2", "3"]);
+  expect(srv.router.stats.brokerResets).toBe(0);
+}, 30_000);
+
 test("Redis came back empty and another instance published first: no false 'fell behind' and no reset, the new stream is read from its start", async () => {
   const lines: string[] = [];
   const a = broker({ log: (m) => lines.push(m), redis: { connectionName: "emptied" }, checkInterval: 600_000 });

@@ -343,6 +343,13 @@ export class RedisBroker implements Broker, BrokerHealth {
   private needSync = true;
   /** Highest `entries-added` seen for the current epoch (detects a stream restored from an older copy). */
   private knownAdded = 0;
+  /**
+   * Redis 7's `entries-added` of the stream as of the entry at {@link cursor}
+   * (a lower bound: it counts only entries this reader saw since an exact
+   * anchor), or undefined when unknown. Tells exactly whether entries after
+   * the cursor were trimmed before this reader got them.
+   */
+  private addedAtCursor: number | undefined;
   /** The command connection ran the sync script since it (re)connected; publishing waits for it. */
   private cmdSynced: Promise<void> | undefined;
   /** Pushed batches go straight to the sink (else into `pending` while catching up). */
@@ -577,6 +584,25 @@ export class RedisBroker implements Broker, BrokerHealth {
     return info.firstEntry === undefined || compareStreamIds(info.firstEntry, after) > 0;
   }
 
+  /**
+   * Did entries after the cursor leave the stream (trimmed, deleted) before
+   * this reader read them? Exact with Redis 7's count of entries ever added
+   * when the count at the cursor is known: all entries left are newer than
+   * the cursor, so were all added after it still there? (The age bound trims
+   * the cursor's own entry after a quiet `historyAge`; that alone is no
+   * loss.) Otherwise {@link trimmedAfter}'s safe guess.
+   */
+  private missedAfterCursor(info: StreamInfo): boolean {
+    const at = this.addedAtCursor;
+    if (at === undefined || info.entriesAdded === 0) return this.trimmedAfter(info, this.cursor);
+    if (compareStreamIds(info.lastGenerated, this.cursor) <= 0) return false;
+    if (info.firstEntry !== undefined && compareStreamIds(info.firstEntry, this.cursor) <= 0) {
+      // The cursor's entry (or an older one) is still there: trimming removed nothing newer; XDEL might have.
+      return info.maxDeleted !== undefined && compareStreamIds(info.maxDeleted, this.cursor) > 0;
+    }
+    return info.entriesAdded - at > info.length;
+  }
+
   private markDown(err: unknown): void {
     if (this.closed || this.down) return;
     this.down = true;
@@ -755,6 +781,8 @@ export class RedisBroker implements Broker, BrokerHealth {
     if (this.epoch === undefined) {
       // First start: live events from now on; older ones are history.
       this.cursor = head;
+      // Redis 6.2 reports no count (0) for a stream that has entries.
+      this.addedAtCursor = compareStreamIds(head, ZERO) === 0 ? 0 : added || undefined;
     } else if (epoch !== this.epoch) {
       this.log(
         compareStreamIds(from, ZERO) === 0
@@ -762,6 +790,9 @@ export class RedisBroker implements Broker, BrokerHealth {
           : `stream ${this.key} went back in time (Redis restored an older copy?); reading on from ${formatStreamId(from)}, old event ids now get sse:reset`,
       );
       if (compareStreamIds(from, this.cursor) < 0) this.cursor = from;
+      // A stream that came back empty starts from nothing; a restored one is known only if nothing was added since.
+      this.addedAtCursor =
+        compareStreamIds(this.cursor, ZERO) === 0 ? 0 : compareStreamIds(this.cursor, head) === 0 ? added || undefined : undefined;
       this.knownAdded = 0;
     }
     this.knownAdded = Math.max(this.knownAdded, added);
@@ -774,7 +805,7 @@ export class RedisBroker implements Broker, BrokerHealth {
       const replies = await multi.exec();
       const info = parseInfo(resultOrUndefined(replies, 0));
       if (info !== undefined) this.knownAdded = Math.max(this.knownAdded, info.entriesAdded);
-      if (info !== undefined && this.trimmedAfter(info, this.cursor)) {
+      if (info !== undefined && this.missedAfterCursor(info)) {
         // The stretch cannot be read any more: skip to the head and tell every
         // subscriber (sse:reset with the head's id) rather than deliver around a silent hole.
         this.log(
@@ -782,6 +813,7 @@ export class RedisBroker implements Broker, BrokerHealth {
             `its subscribers get sse:reset and continue after ${formatStreamId(info.lastGenerated)}: raise historyLength/historyAge`,
         );
         this.cursor = info.lastGenerated;
+        this.addedAtCursor = info.entriesAdded || undefined;
         if (!this.closed) this.sink?.reset?.("history_truncated", this.epoch + "." + formatStreamId(info.lastGenerated));
         continue;
       }
@@ -822,6 +854,7 @@ export class RedisBroker implements Broker, BrokerHealth {
     const streamId = parseStreamId(id);
     if (streamId === undefined || compareStreamIds(streamId, this.cursor) <= 0) return false;
     this.cursor = streamId;
+    if (this.addedAtCursor !== undefined) this.addedAtCursor++;
     // Not ours (someone else wrote to the key): skip it.
     if (typeof topic !== "string") return true;
     const eventId = this.epoch! + "." + (id as string);
