@@ -7,6 +7,7 @@
  * Two implementations: {@link MemoryBroker} (default, one process) and the
  * Redis broker in `sse-hub/redis` (many processes and machines).
  */
+import { SseError } from "./errors";
 import { frameEvent, frameText } from "./frame";
 import type { EventInput } from "./types";
 import { integerOption, rejectUnknownKeys } from "./validate";
@@ -51,8 +52,54 @@ export type ReplayResult =
       readonly headId: string | undefined;
     };
 
-/** Receives every event of the log, in order, exactly once per broker. */
-export type BrokerSink = (events: readonly FramedEvent[]) => void;
+/**
+ * Receives every event of the log, in order, exactly once per broker. A
+ * plain function is a valid sink; the hub's sink also has {@link BrokerSink.reset}.
+ */
+export interface BrokerSink {
+  (events: readonly FramedEvent[]): void;
+  /**
+   * The broker could not deliver a stretch of the log to this hub (e.g. it
+   * fell behind a trimmed history while connected) and continues after
+   * `headId`: every subscriber must be told with `sse:reset` instead of
+   * silently missing events. Optional, so a plain function stays a sink.
+   */
+  reset?(reason: ResetReason, headId: string | undefined): void;
+}
+
+/** Options of one {@link Broker.publish} call. */
+export interface PublishOptions {
+  /**
+   * Makes a retry of the same batch harmless: a second publish with the same
+   * key within the broker's idempotency window resolves without appending
+   * anything. Validated by the router (see `MAX_IDEMPOTENCY_KEY_LENGTH`).
+   * Defaults to `undefined` (every call appends).
+   */
+  readonly idempotencyKey?: string;
+}
+
+/** State of a broker's connection to its log, for `/health` and `/metrics`. */
+export type BrokerState = "ready" | "catching_up" | "unavailable";
+
+/**
+ * Optional broker ability: report whether the broker can accept and deliver
+ * events right now. A separate interface (asked for with {@link hasBrokerHealth})
+ * so brokers written before it keep working.
+ */
+export interface BrokerHealth {
+  /**
+   * `ready`: publishing and delivering. `catching_up`: connected, reading
+   * what it missed before delivering live events again (moments). `unavailable`:
+   * cannot publish or deliver (e.g. Redis unreachable, or closed).
+   */
+  readonly state: BrokerState;
+}
+
+/** Whether `broker` reports its state ({@link BrokerHealth}); `/health` and `/metrics` ask with this. */
+export function hasBrokerHealth(broker: object): broker is BrokerHealth {
+  const state = (broker as Partial<BrokerHealth>).state;
+  return state === "ready" || state === "catching_up" || state === "unavailable";
+}
 
 export interface Broker {
   /**
@@ -62,10 +109,12 @@ export interface Broker {
   start(sink: BrokerSink): Promise<void>;
   /**
    * Appends events to the log, in order. Resolves only once the broker has
-   * accepted all of them (durably, for a distributed broker); rejects with
-   * an `SseError` `broker_unavailable` otherwise.
+   * accepted all of them (durably, for a distributed broker), or once it
+   * found `options.idempotencyKey` among the keys of its window (then it
+   * appends nothing). Rejects with an `SseError` `broker_unavailable` when
+   * it could not, and `closed` after {@link close}.
    */
-  publish(events: readonly EventInput[]): Promise<void>;
+  publish(events: readonly EventInput[], options?: PublishOptions): Promise<void>;
   /**
    * One page of the events of `topics` after `lastEventId`, oldest first, or
    * why not. The hub reads the next page from `next` until `done` (paced by
@@ -84,6 +133,7 @@ export interface Broker {
 export const MEMORY_BROKER_DEFAULTS = Object.freeze({
   historyBytes: 16 * 1024 * 1024,
   historyAge: 5 * 60_000,
+  idempotencyWindow: 5 * 60_000,
 });
 
 export interface MemoryBrokerOptions {
@@ -95,7 +145,16 @@ export interface MemoryBrokerOptions {
   historyBytes?: number;
   /** Maximum age of kept events in ms. `0` means no age limit. Defaults to 5 minutes. */
   historyAge?: number;
+  /**
+   * How long an idempotency key is remembered, in ms; `0` remembers none.
+   * At most {@link MAX_IDEMPOTENCY_KEYS} keys are kept (the oldest are
+   * forgotten first). Defaults to `300000` (5 minutes).
+   */
+  idempotencyWindow?: number;
 }
+
+/** Idempotency keys a {@link MemoryBroker} remembers at most, so memory stays bounded whatever publishers send. */
+export const MAX_IDEMPOTENCY_KEYS = 100_000;
 
 /**
  * Memory one kept event costs besides its frame bytes (the entry object, the
@@ -163,10 +222,13 @@ function firstAfter(log: Log, after: number): number {
  * same entries in order, so a resume costs what it returns: a binary search
  * per topic to the client's id, then a merge of the topics' lists.
  */
-export class MemoryBroker implements Broker {
+export class MemoryBroker implements Broker, BrokerHealth {
   readonly epoch: string;
   private readonly historyBytes: number;
   private readonly historyAge: number;
+  private readonly idempotencyWindow: number;
+  /** Recent idempotency keys → when they expire; insertion order is expiry order (one window for all). */
+  private keys = new Map<string, number>();
   private sink: BrokerSink | undefined;
   private seq = 0;
   /** Every kept entry, oldest first. */
@@ -180,20 +242,28 @@ export class MemoryBroker implements Broker {
 
   constructor(options: MemoryBrokerOptions = {}) {
     this.epoch = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
-    rejectUnknownKeys("MemoryBroker", options, ["historyBytes", "historyAge"]);
+    rejectUnknownKeys("MemoryBroker", options, ["historyBytes", "historyAge", "idempotencyWindow"]);
     this.historyBytes = integerOption("historyBytes", options.historyBytes, MEMORY_BROKER_DEFAULTS.historyBytes, 0);
     this.historyAge = integerOption("historyAge", options.historyAge, MEMORY_BROKER_DEFAULTS.historyAge, 0);
+    this.idempotencyWindow = integerOption("idempotencyWindow", options.idempotencyWindow, MEMORY_BROKER_DEFAULTS.idempotencyWindow, 0);
+  }
+
+  /** Always `ready` until closed: the log is this process's memory. */
+  get state(): BrokerState {
+    return this.closed ? "unavailable" : "ready";
   }
 
   async start(sink: BrokerSink): Promise<void> {
     this.sink = sink;
   }
 
-  async publish(events: readonly EventInput[]): Promise<void> {
-    if (this.closed) return;
-    const framed: FramedEvent[] = new Array(events.length);
+  async publish(events: readonly EventInput[], options?: PublishOptions): Promise<void> {
+    // The same contract as the Redis broker: a closed broker accepts nothing, and says so.
+    if (this.closed) throw new SseError("closed", "the broker is closed");
     const now = Date.now();
+    if (options?.idempotencyKey !== undefined && this.seen(options.idempotencyKey, now)) return;
     const keep = this.historyBytes > 0;
+    const framed: FramedEvent[] = new Array(events.length);
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
       const seq = ++this.seq;
@@ -263,11 +333,27 @@ export class MemoryBroker implements Broker {
     this.log = { entries: [], start: 0 };
     this.byTopic = new Map();
     this.bytes = 0;
+    this.keys.clear();
   }
 
   /** Number of events kept for resume, and the bytes counted for them (frames plus a fixed overhead each). */
   get history(): { events: number; bytes: number } {
     return { events: this.log.entries.length - this.log.start, bytes: this.bytes };
+  }
+
+  /** Was `key` used within the window? If not, remembers it (the caller then publishes). */
+  private seen(key: string, now: number): boolean {
+    if (this.idempotencyWindow === 0) return false;
+    for (const [old, expires] of this.keys) {
+      if (expires > now && this.keys.size < MAX_IDEMPOTENCY_KEYS) break;
+      this.keys.delete(old);
+    }
+    const expires = this.keys.get(key);
+    if (expires !== undefined && expires > now) return true;
+    // Deleted first so a re-used key moves to the end: insertion order stays expiry order.
+    this.keys.delete(key);
+    this.keys.set(key, now + this.idempotencyWindow);
+    return false;
   }
 
   private parse(id: string): number | undefined {

@@ -9,7 +9,7 @@
  * a turn reach a subscriber in a single write. No per-subscriber timers or
  * closures: one heartbeat timer per hub, one shared `close` listener.
  */
-import type { Broker, FramedEvent, ReplayResult, ResetReason } from "./broker";
+import type { Broker, BrokerSink, FramedEvent, PublishOptions, ReplayResult, ResetReason } from "./broker";
 import { SseError, isSseError } from "./errors";
 import { HEARTBEAT, frameEvent, frameRetry, httpChunk } from "./frame";
 import type { EventInput } from "./types";
@@ -67,6 +67,12 @@ export interface HubStats {
   readonly replays: number;
   /** Subscribers that asked to resume and got `sse:reset` instead. */
   readonly resets: number;
+  /**
+   * Times the broker could not deliver a stretch of its log to this instance
+   * (e.g. it fell behind trimmed history) and every subscriber was sent
+   * `sse:reset` instead.
+   */
+  readonly brokerResets: number;
   /** Disconnects by reason; see {@link DisconnectReason}. */
   readonly disconnects: Readonly<Record<DisconnectReason, number>>;
 }
@@ -146,13 +152,16 @@ export class Hub {
     eventsDelivered: 0,
     replays: 0,
     resets: 0,
+    brokerResets: 0,
     disconnects: { client: 0, slow: 0, shutdown: 0, broker: 0 } as Record<DisconnectReason, number>,
   };
 
   constructor(options: HubOptions) {
     this.options = options;
     this.broker = options.broker;
-    this.started = this.broker.start(this.onEvents);
+    // The sink is the fan-out function itself (no wrapper on the hot path), with the reset notice attached.
+    const sink: BrokerSink = Object.assign(this.onEvents, { reset: this.onReset });
+    this.started = this.broker.start(sink);
     // Avoid an unhandled rejection here; publish/subscribe surface the error.
     this.started.catch(() => undefined);
     if (options.heartbeatInterval > 0) {
@@ -174,15 +183,16 @@ export class Hub {
       eventsDelivered: c.eventsDelivered,
       replays: c.replays,
       resets: c.resets,
+      brokerResets: c.brokerResets,
       disconnects: { ...c.disconnects },
     };
   }
 
-  /** Hands events to the broker; resolves once it accepted them. Events must be validated already. */
-  async publish(events: readonly EventInput[]): Promise<void> {
+  /** Hands events to the broker; resolves once it accepted them (or knew the idempotency key). Events and key must be validated already. */
+  async publish(events: readonly EventInput[], options?: PublishOptions): Promise<void> {
     if (this.closing) throw new SseError("closed", "the SSE hub is closed");
     await this.started;
-    if (events.length > 0) await this.broker.publish(events);
+    if (events.length > 0) await this.broker.publish(events, options);
   }
 
   /**
@@ -234,6 +244,22 @@ export class Hub {
         if (sub.resume !== null) this.resuming(sub, sub.resume, event);
         else this.enqueue(sub, event.frame, 1);
       }
+    }
+  };
+
+  /**
+   * The broker skipped a stretch of its log for this instance: every
+   * subscriber gets `sse:reset` (one frame shared by all) before the events
+   * after `headId`. A subscriber whose resume is still being served is ended
+   * instead: its replay may stop before the skipped stretch, and it resumes
+   * with its own Last-Event-ID at once (the broker answers exactly for it).
+   */
+  private readonly onReset = (reason: ResetReason, headId: string | undefined): void => {
+    this.counters.brokerResets++;
+    const frame = resetFrame(reason, headId);
+    for (const sub of [...this.all]) {
+      if (sub.resume !== null && sub.resume.held !== null) this.remove(sub, "broker");
+      else this.enqueue(sub, frame, 0);
     }
   };
 

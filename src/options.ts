@@ -52,6 +52,14 @@ export interface SseRouterOptions {
   /** Maximum age of history entries in ms. `0` means no age limit. Defaults to `300000` (5 minutes). */
   historyAge?: number;
   /**
+   * How long the in-memory broker remembers a `/submit` or `publish()`
+   * idempotency key, in ms: a retry with the same key within it answers 200
+   * without publishing again. `0` remembers none. Ignored when a `broker` is
+   * passed (give the Redis broker its own `idempotencyWindow`). Defaults to
+   * `300000` (5 minutes).
+   */
+  idempotencyWindow?: number;
+  /**
    * `Access-Control-Allow-Origin` policy: `"*"` (the original's behaviour), a
    * list of allowed origins (answered with credentials allowed, for cookie
    * tokens), or `false` to send no CORS headers. Defaults to `"*"`.
@@ -92,6 +100,7 @@ export interface ResolvedOptions {
   readonly retryJitter: number;
   readonly historyBytes: number;
   readonly historyAge: number;
+  readonly idempotencyWindow: number;
   readonly cors: "*" | ReadonlySet<string> | false;
   readonly tokenCookie: string | undefined;
   readonly broker: Broker | undefined;
@@ -141,6 +150,7 @@ const OPTION_KEYS: readonly string[] = Object.keys({
   health: 1,
   metrics: 1,
   logger: 1,
+  idempotencyWindow: 1,
 } satisfies Record<keyof SseRouterOptions, 1>);
 
 function boolean(name: string, value: unknown): boolean {
@@ -193,6 +203,7 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
     retryJitter: integerOption("retryJitter", options.retryJitter, DEFAULTS.retryJitter, 0, 2 ** 31 - 1),
     historyBytes: integerOption("historyBytes", options.historyBytes, DEFAULTS.historyBytes, 0),
     historyAge: integerOption("historyAge", options.historyAge, DEFAULTS.historyAge, 0),
+    idempotencyWindow: integerOption("idempotencyWindow", options.idempotencyWindow, DEFAULTS.idempotencyWindow, 0),
     cors: resolveCors(options.cors),
     tokenCookie,
     broker,
