@@ -21,7 +21,9 @@ const sharedErrors: EsbuildPlugin = {
 // The library: CJS for `require` users (most Express apps) and ESM for
 // `import`, each with its own bundled .d.ts. `sse-server/redis` is a separate
 // entry so that apps without Redis never load ioredis (an optional peer
-// dependency, kept external). The CLI is a CJS executable only.
+// dependency, kept external). `sse-server/client` is the browser client: ESM
+// only, platform browser, no dependencies bundled in but our own code. The CLI
+// is a CJS executable only.
 export default defineConfig([
   {
     entry: { index: "src/index.ts" },
@@ -42,6 +44,16 @@ export default defineConfig([
     sourcemap: true,
     splitting: false,
     esbuildPlugins: [sharedErrors],
+  },
+  {
+    entry: { client: "src/client/index.ts" },
+    format: ["esm"],
+    dts: { compilerOptions: { lib: ["ES2022", "DOM", "DOM.Iterable"], types: [] } },
+    target: "es2020",
+    platform: "browser",
+    sourcemap: true,
+    splitting: false,
+    tsconfig: "src/client/tsconfig.json",
   },
   {
     entry: { cli: "src/cli.ts" },
