@@ -52,12 +52,15 @@ interface App {
   origin: string;
   /** Token requests the app answered, with their topics. */
   tokens: string[][];
+  /** Token requests wait until the returned function is called (to hold a new leader back). */
+  holdTokens(): () => void;
   close(): Promise<void>;
 }
 
 async function startApp(options: Partial<SseRouterOptions>, port = 0): Promise<App> {
   const router = createSseRouter({ secret: SECRET, retry: 200, retryJitter: 100, ...options });
   const tokens: string[][] = [];
+  let gate: Promise<void> | undefined;
   const app = express();
   app.get("/", (_req, res) => {
     res.type("html").send(PAGE);
@@ -65,9 +68,10 @@ async function startApp(options: Partial<SseRouterOptions>, port = 0): Promise<A
   app.get("/client.mjs", (_req, res) => {
     res.type("text/javascript").send(fs.readFileSync(BUNDLE));
   });
-  app.get("/token", (req, res) => {
+  app.get("/token", async (req, res) => {
     const topics = String(req.query["topics"]).split(",");
     tokens.push(topics);
+    await gate;
     res.type("text").send(subscribeToken(SECRET, topics));
   });
   app.use("/sse-server", router);
@@ -80,6 +84,14 @@ async function startApp(options: Partial<SseRouterOptions>, port = 0): Promise<A
     port: bound,
     origin: `http://127.0.0.1:${bound}`,
     tokens,
+    holdTokens() {
+      let release!: () => void;
+      gate = new Promise((r) => (release = r));
+      return () => {
+        gate = undefined;
+        release();
+      };
+    },
     async close() {
       await router.close();
       server.closeAllConnections();
@@ -140,9 +152,17 @@ test("8 tabs share one stream; every tab gets every event; the leader closes mid
   // Events 11..15 reach the leader; it closes while the group may not have seen them all.
   await publishSeq(app, "a", 11, 15);
   await waitGot(leader, 15);
+  // The next leader is held at its token request while 16..20 are published,
+  // so it must fetch them from history (resuming from the group's last id).
+  const release = app.holdTokens();
+  const asked = app.tokens.length;
   await leader.close();
   const rest = pages.filter((p) => p !== leader);
-  await publishSeq(app, "a", 16, 30);
+  await eventually(() => app.tokens.length > asked, 10_000, "the new leader's token request");
+  expect(app.router.stats.subscribers).toBe(0);
+  await publishSeq(app, "a", 16, 20);
+  release();
+  await publishSeq(app, "a", 21, 30);
   for (const p of rest) await waitGot(p, 30);
   for (const p of rest) expect(await p.evaluate(() => window.got)).toEqual(seq(1, 30));
   const nowLeading = await Promise.all(rest.map((p) => p.evaluate(() => window.client.leader)));
