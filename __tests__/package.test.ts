@@ -16,7 +16,7 @@ function node(args: string[]): string {
 }
 
 beforeAll(() => {
-  if (!existsSync(path.join(root, "dist", "index.mjs"))) execFileSync("npx", ["tsup"], { cwd: root });
+  if (!existsSync(path.join(root, "dist", "client.mjs"))) execFileSync("npx", ["tsup"], { cwd: root });
 }, 120_000);
 
 test("require('sse-server') gives the CommonJS build with the documented API", () => {
@@ -40,8 +40,24 @@ test("import 'sse-server' gives the ES module build, and tokens work from it", (
   expect(out).toBe("function function true");
 });
 
+test("import 'sse-server/client' gives the browser ES module (no Node built-ins in it)", () => {
+  const out = node([
+    "--input-type=module",
+    "-e",
+    `import { createSseClient } from "sse-server/client";
+     import { readFileSync } from "node:fs";
+     const code = readFileSync("dist/client.mjs", "utf8");
+     console.log(typeof createSseClient, /from ["']node:|require[(]/.test(code));`,
+  ]);
+  expect(out).toBe("function false");
+});
+
+test("the browser client type-checks against the DOM lib (its own tsconfig)", () => {
+  execFileSync("npx", ["tsc", "--noEmit", "-p", "src/client"], { cwd: root, encoding: "utf8" });
+});
+
 test("type declarations are bundled for both formats", () => {
-  for (const file of ["index.d.ts", "index.d.mts", "redis.d.ts", "redis.d.mts"]) {
+  for (const file of ["index.d.ts", "index.d.mts", "redis.d.ts", "redis.d.mts", "client.d.mts"]) {
     expect(existsSync(path.join(root, "dist", file))).toBe(true);
   }
 });
