@@ -14,7 +14,9 @@ import type { Page } from "playwright-core";
 import type { SseRouterOptions } from "../src/options";
 import { createSseRouter, type SseRouter } from "../src/router";
 import { subscribeToken } from "../src/tokens";
+import { createRedisBroker, type RedisBroker } from "../src/redis";
 import { launchChromium, type Chromium } from "./helpers/chromium";
+import { RedisServer } from "./helpers/redis";
 import { SECRET, eventually } from "./helpers/sse";
 
 interface TestPage {
@@ -209,6 +211,41 @@ test("server restart with the in-memory broker: the reset callback fires, then e
   expect(await page.evaluate(() => window.got)).toEqual(seq(1, 5));
   expect(await page.evaluate(() => window.states)).toEqual(["open", "reconnecting", "open"]);
   await page.close();
+}, 60_000);
+
+test("server restart with Redis: lossless, no reset (events published meanwhile by another instance arrive)", async () => {
+  const redis = await RedisServer.start();
+  const brokers: RedisBroker[] = [];
+  const broker = () => {
+    const b = createRedisBroker({ url: redis.url, key: "client-restart", log: null });
+    brokers.push(b);
+    return b;
+  };
+  // Another instance on the same Redis, publishing while the app is down.
+  const other = createSseRouter({ secret: SECRET, broker: broker() });
+  try {
+    let app = await startApp({ broker: broker() });
+    const page = await open(app, "topics=rr");
+    await page.waitForFunction(() => window.client.state === "open");
+    await publishSeq(app, "rr", 1, 3);
+    await waitGot(page, 3);
+    const port = app.port;
+    await app.close();
+    await page.waitForFunction(() => window.client.state === "reconnecting");
+    for (const n of seq(4, 6)) await other.publish([{ topic: "rr", event: "n", data: String(n) }]);
+    app = await startApp({ broker: broker() }, port);
+    apps.push(app);
+    await page.waitForFunction(() => window.client.state === "open", null, { timeout: 20_000 });
+    await publishSeq(app, "rr", 7, 8);
+    await waitGot(page, 8);
+    expect(await page.evaluate(() => window.got)).toEqual(seq(1, 8));
+    expect(await page.evaluate(() => window.resets)).toEqual([]);
+    await page.close();
+  } finally {
+    await other.close();
+    for (const b of brokers) await b.close();
+    await redis.close();
+  }
 }, 60_000);
 
 test("share: false: one stream per tab", async () => {
