@@ -365,7 +365,7 @@ describe("/health and /metrics", () => {
         eventsDelivered: 1,
         replays: 0,
         resets: 0,
-        disconnects: { client: 0, slow: 0, shutdown: 0, broker: 0 },
+        disconnects: { client: 0, slow: 0, shutdown: 0, broker: 0, expired: 0 },
       });
       expect((await request(srv.server).post("/sse/health")).status).toBe(405);
       await srv.router.close();
@@ -409,7 +409,7 @@ describe("/health and /metrics", () => {
       const before = await metrics();
       expect(before.get("sse_subscribers")).toBe(0);
       expect(before.get("sse_events_published_total")).toBe(0);
-      for (const reason of ["client", "slow", "shutdown", "broker"]) expect(before.get(`sse_disconnects_total{reason="${reason}"}`)).toBe(0);
+      for (const reason of ["client", "slow", "shutdown", "broker", "expired"]) expect(before.get(`sse_disconnects_total{reason="${reason}"}`)).toBe(0);
 
       const a = await open(`${srv.base}/events?token=${subscribeToken(SECRET, ["m"])}`);
       const b = await open(`${srv.base}/events?token=${subscribeToken(SECRET, ["m"])}`);
