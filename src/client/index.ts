@@ -146,7 +146,7 @@ export function createSseClient<E extends Record<string, unknown> = Record<strin
         setState(s);
       },
       lastId: () => lastId,
-    }, maxDelay);
+    }, maxDelay, state !== "connecting");
   };
 
   if (channel) {

@@ -27,7 +27,6 @@ export class Stream {
   private attempt = 0;
   private ctl: AbortController | undefined;
   private stopped = false;
-  private opened = false;
   private rotating = false;
   /** expiresAt of the last `sse:expiring` acted on: a provider handing out the same old token must not loop. */
   private rotatedFor = 0;
@@ -38,6 +37,8 @@ export class Stream {
     public topics: string[],
     private readonly sink: StreamSink,
     private readonly maxDelay: number,
+    /** Whether the group was connected before (a new leader taking over reports "reconnecting"). */
+    private opened: boolean,
   ) {
     void this.run();
   }
