@@ -1,4 +1,10 @@
+import { rmSync } from "node:fs";
 import { defineConfig, type Options } from "tsup";
+
+// dist/ is emptied once, here, before any of the builds below start. tsup's
+// per-build `clean` ran concurrently with the other builds and, under load,
+// could delete files another build had just written (seen: dist/client.d.mts).
+rmSync("dist", { recursive: true, force: true });
 
 type EsbuildPlugin = NonNullable<Options["esbuildPlugins"]>[number];
 
@@ -32,7 +38,6 @@ export default defineConfig([
     target: "node20",
     platform: "node",
     sourcemap: true,
-    clean: true,
     splitting: false,
   },
   {
