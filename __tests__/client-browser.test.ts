@@ -13,6 +13,9 @@ import express from "express";
 import type { Page } from "playwright-core";
 import type { SseRouterOptions } from "../src/options";
 import { createSseRouter, type SseRouter } from "../src/router";
+import { encode } from "@msgpack/msgpack";
+import { brancaEncode } from "../src/branca";
+import { parseSecret } from "../src/options";
 import { subscribeToken } from "../src/tokens";
 import { createRedisBroker, type RedisBroker } from "../src/redis";
 import { launchChromium, type Chromium } from "./helpers/chromium";
@@ -54,6 +57,8 @@ interface App {
   origin: string;
   /** Token requests the app answered, with their topics. */
   tokens: string[][];
+  /** The next token handed out is this many seconds old (e.g. expired). */
+  staleNext: number;
   /** Token requests wait until the returned function is called (to hold a new leader back). */
   holdTokens(): () => void;
   close(): Promise<void>;
@@ -74,13 +79,17 @@ async function startApp(options: Partial<SseRouterOptions>, port = 0): Promise<A
     const topics = String(req.query["topics"]).split(",");
     tokens.push(topics);
     await gate;
-    res.type("text").send(subscribeToken(SECRET, topics));
+    const age = result.staleNext;
+    result.staleNext = 0;
+    const token = age > 0 ? brancaEncode(parseSecret(SECRET), encode({ topics }), { timestamp: Math.floor(Date.now() / 1000) - age }) : subscribeToken(SECRET, topics);
+    res.type("text").send(token);
   });
   app.use("/sse-server", router);
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   const bound = (server.address() as AddressInfo).port;
-  return {
+  const result: App = {
+    staleNext: 0,
     router,
     server,
     port: bound,
@@ -100,6 +109,7 @@ async function startApp(options: Partial<SseRouterOptions>, port = 0): Promise<A
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+  return result;
 }
 
 let browser: Chromium;
@@ -247,6 +257,19 @@ test("server restart with Redis: lossless, no reset (events published meanwhile 
     await redis.close();
   }
 }, 60_000);
+
+test("a 401 (expired token from the provider): the client asks for a fresh token at once and connects", async () => {
+  const app = await startApp({ tokenTtl: 60 });
+  apps.push(app);
+  app.staleNext = 3600;
+  const page = await open(app, "topics=e401");
+  await page.waitForFunction(() => window.client.state === "open");
+  expect(app.tokens).toEqual([["e401"], ["e401"]]);
+  await publishSeq(app, "e401", 1, 2);
+  await waitGot(page, 2);
+  expect(await page.evaluate(() => window.got)).toEqual([1, 2]);
+  await page.close();
+});
 
 test("share: false: one stream per tab", async () => {
   const app = await startApp({});
