@@ -39,7 +39,7 @@ import { createSseClient } from "/client.mjs";
 const q = new URLSearchParams(location.search);
 window.got = []; window.states = []; window.resets = [];
 window.client = createSseClient({
-  url: "/sse-server/events",
+  url: q.get("url") || "/sse-server/events",
   topics: q.get("topics").split(","),
   share: q.get("share") !== "0",
   token: async (topics) => (await fetch("/token?topics=" + encodeURIComponent(topics.join(",")))).text(),
@@ -47,6 +47,8 @@ window.client = createSseClient({
   onReset: (r) => window.resets.push(r.reason),
 });
 window.client.on("n", (n) => window.got.push(n));
+window.client.on("m", (m) => window.got.push(m));
+window.client.on("message", (m) => window.got.push("message:" + m));
 document.body.dataset.ready = "true";
 </script><body></body>`;
 
@@ -83,6 +85,17 @@ async function startApp(options: Partial<SseRouterOptions>, port = 0): Promise<A
     result.staleNext = 0;
     const token = age > 0 ? brancaEncode(parseSecret(SECRET), encode({ topics }), { timestamp: Math.floor(Date.now() / 1000) - age }) : subscribeToken(SECRET, topics);
     res.type("text").send(token);
+  });
+  // A hand-written stream for the client's parser: CRLF and bare CR line
+  // ends, a CRLF split across writes, multi-line data, a comment, an event
+  // without id, a field without colon, and "id" with a NUL (ignored).
+  app.get("/raw/events", (_req, res) => {
+    res.writeHead(200, { "Content-Type": "text/event-stream" });
+    res.write(":hi\r\nretry:50\r\n\r\nevent:n\r\ndata:1\r\nid:r1\r\n\r");
+    setTimeout(() => {
+      res.write("\nevent:n\rdata: 2\rid:r2\r\revent:m\ndata:[1,\ndata:2]\n\n");
+      res.write("event:n\ndata:3\nid:r\u00003\n\ndata\n\nevent:n\ndata:4\nid:r4\n\n");
+    }, 20);
   });
   app.use("/sse-server", router);
   const server = http.createServer(app);
@@ -268,6 +281,16 @@ test("a 401 (expired token from the provider): the client asks for a fresh token
   await publishSeq(app, "e401", 1, 2);
   await waitGot(page, 2);
   expect(await page.evaluate(() => window.got)).toEqual([1, 2]);
+  await page.close();
+});
+
+test("the parser: CRLF, CR, a line end split across chunks, multi-line data, comments, events without id", async () => {
+  const app = await startApp({});
+  apps.push(app);
+  const page = await open(app, "topics=x&share=0&url=/raw/events");
+  await waitGot(page, 6);
+  expect(await page.evaluate(() => window.got)).toEqual([1, 2, [1, 2], 3, "message:", 4]);
+  expect(await page.evaluate(() => window.client.lastEventId)).toBe("r4");
   await page.close();
 });
 
