@@ -373,7 +373,7 @@ describe("/health and /metrics", () => {
         replays: 0,
         resets: 0,
         brokerResets: 0,
-        disconnects: { client: 0, slow: 0, shutdown: 0, broker: 0 },
+        disconnects: { client: 0, slow: 0, shutdown: 0, broker: 0, expired: 0 },
       });
       expect((await request(srv.server).post("/sse/health")).status).toBe(405);
       await srv.router.close();
@@ -417,7 +417,7 @@ describe("/health and /metrics", () => {
       const before = await metrics();
       expect(before.get("sse_subscribers")).toBe(0);
       expect(before.get("sse_events_published_total")).toBe(0);
-      for (const reason of ["client", "slow", "shutdown", "broker"]) expect(before.get(`sse_disconnects_total{reason="${reason}"}`)).toBe(0);
+      for (const reason of ["client", "slow", "shutdown", "broker", "expired"]) expect(before.get(`sse_disconnects_total{reason="${reason}"}`)).toBe(0);
       expect(before.get("sse_broker_resets_total")).toBe(0);
       // The in-memory broker is always ready: one series per state, 1 for the current one.
       expect([before.get('sse_broker_state{state="ready"}'), before.get('sse_broker_state{state="catching_up"}'), before.get('sse_broker_state{state="unavailable"}')]).toEqual([1, 0, 0]);

@@ -7,10 +7,12 @@
  * the hub appends that same Buffer to the pending list of every subscriber
  * of its topic and schedules one flush per event-loop turn, so all events of
  * a turn reach a subscriber in a single write. No per-subscriber timers or
- * closures: one heartbeat timer per hub, one shared `close` listener.
+ * closures: one heartbeat timer per hub, one shared `close` listener, and
+ * one expiry timer walking coarse buckets (./expiry.ts) for token expiry.
  */
 import type { Broker, BrokerSink, FramedEvent, PublishOptions, ReplayResult, ResetReason } from "./broker";
 import { SseError, isSseError } from "./errors";
+import { ExpiryBuckets } from "./expiry";
 import { HEARTBEAT, frameEvent, frameRetry, httpChunk } from "./frame";
 import type { EventInput } from "./types";
 
@@ -50,9 +52,10 @@ export interface DirectSocket {
 /**
  * Why a subscriber was disconnected: the client went away, it was too slow
  * (buffer bound), the hub shut down, or its resume could not be served
- * because the broker was unavailable (it retries with the same id later).
+ * because the broker was unavailable (it retries with the same id later),
+ * or its token expired (the client reconnects with a fresh token).
  */
-export type DisconnectReason = "client" | "slow" | "shutdown" | "broker";
+export type DisconnectReason = "client" | "slow" | "shutdown" | "broker" | "expired";
 
 export interface HubStats {
   /** Connected subscribers. */
@@ -83,9 +86,15 @@ export interface HubOptions {
   readonly heartbeatInterval: number;
   readonly retry: number;
   readonly retryJitter: number;
+  /** Ms before a stream's expiry at which it gets `sse:expiring`; 0 for no notice. */
+  readonly expiryNotice: number;
 }
 
 const CRLF = Buffer.from("\r\n");
+/** Width of an expiry bucket: token timestamps are whole seconds, so expiries fall on bucket edges. */
+const EXPIRY_RESOLUTION = 1000;
+/** Longest delay `setTimeout` takes as given (longer ones fire at once). */
+const MAX_TIMER_DELAY = 2 ** 31 - 1;
 
 const kSubscriber = Symbol("sse-server.subscriber");
 
@@ -126,6 +135,10 @@ class Subscriber {
   /** While resuming (see {@link Resume}), else null: the hot path checks only this. */
   resume: Resume | null = null;
   closed = false;
+  /** Unix ms at which the token ends the stream; 0 when it never expires. */
+  expiresAt = 0;
+  /** Key of the expiry bucket this subscriber sits in (its notice, then its end). */
+  expiryKey = 0;
 
   constructor(
     readonly hub: Hub,
@@ -145,6 +158,12 @@ export class Hub {
   private dirty: Subscriber[] = [];
   private flushScheduled = false;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly expiry = new ExpiryBuckets<Subscriber>(EXPIRY_RESOLUTION);
+  private expiryTimer: NodeJS.Timeout | undefined;
+  /** When the expiry timer fires (Infinity when unarmed). */
+  private expiryTimerAt = Infinity;
+  /** One-entry cache: subscribers noticed in one walk mostly share their expiry, so they share the frame. */
+  private expiringFrame: { at: number; frame: Buffer } | undefined;
   private closing = false;
   private readonly started: Promise<void>;
   private counters = {
@@ -153,7 +172,7 @@ export class Hub {
     replays: 0,
     resets: 0,
     brokerResets: 0,
-    disconnects: { client: 0, slow: 0, shutdown: 0, broker: 0 } as Record<DisconnectReason, number>,
+    disconnects: { client: 0, slow: 0, shutdown: 0, broker: 0, expired: 0 } as Record<DisconnectReason, number>,
   };
 
   constructor(options: HubOptions) {
@@ -199,8 +218,10 @@ export class Hub {
    * Adds a subscriber whose response headers are already sent. Writes the
    * first heartbeat (and `retry:`) at once, then live events. With
    * `lastEventId`, first replays what the subscriber missed, or `sse:reset`.
+   * With `expiresAt` (unix ms), sends `sse:expiring` `expiryNotice` before it
+   * (at once when less is left) and ends the stream then.
    */
-  subscribe(sink: Sink, topics: readonly string[], lastEventId?: string, direct?: DirectSocket): void {
+  subscribe(sink: Sink, topics: readonly string[], lastEventId?: string, direct?: DirectSocket, expiresAt?: number): void {
     if (this.closing) throw new SseError("closed", "the SSE hub is closed");
     const sub = new Subscriber(this, sink, topics, direct);
     (sink as SinkWithSubscriber)[kSubscriber] = sub;
@@ -217,6 +238,7 @@ export class Hub {
     if (retry > 0) hello = Buffer.concat([HEARTBEAT, frameRetry(retry + Math.random() * retryJitter)]);
     sink.write(hello);
     sink.flush?.();
+    if (expiresAt !== undefined) this.scheduleExpiry(sub, expiresAt);
     if (lastEventId !== undefined) {
       // Registered above before asking the broker, so every event that is not
       // in the replay arrives live; live ones are held until the replay is out.
@@ -231,6 +253,7 @@ export class Hub {
     if (this.closing) return;
     this.closing = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.flush();
     for (const sub of [...this.all]) this.remove(sub, "shutdown");
   }
@@ -262,6 +285,58 @@ export class Hub {
       else this.enqueue(sub, frame, 0);
     }
   };
+
+  /** Puts a new subscriber in the bucket of its notice (or, without one, of its end). */
+  private scheduleExpiry(sub: Subscriber, expiresAt: number): void {
+    sub.expiresAt = expiresAt;
+    const notice = this.options.expiryNotice;
+    if (notice > 0 && expiresAt - notice <= Date.now()) {
+      // Less than the notice is left: tell the client now, end at expiry.
+      this.enqueue(sub, this.expiringFrameFor(expiresAt), 0);
+      this.expire(sub, expiresAt);
+    } else {
+      this.expire(sub, notice > 0 ? expiresAt - notice : expiresAt);
+    }
+  }
+
+  private expire(sub: Subscriber, at: number): void {
+    const key = (sub.expiryKey = this.expiry.add(sub, at));
+    if (key < this.expiryTimerAt) this.armExpiryTimer(key);
+  }
+
+  /** Arms the one expiry timer for bucket time `at`, replacing a later one. */
+  private armExpiryTimer(at: number): void {
+    if (this.closing) return;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimerAt = at;
+    this.expiryTimer = setTimeout(this.walkExpiry, Math.min(MAX_TIMER_DELAY, Math.max(0, at - Date.now())));
+    this.expiryTimer.unref();
+  }
+
+  /** The expiry timer: due notices get `sse:expiring` and move to their end's bucket; due ends close the stream. */
+  private readonly walkExpiry = (): void => {
+    this.expiryTimer = undefined;
+    this.expiryTimerAt = Infinity;
+    this.expiry.takeDue(Date.now(), (sub, key) => {
+      if (sub.closed) return;
+      if (key < sub.expiresAt) {
+        this.enqueue(sub, this.expiringFrameFor(sub.expiresAt), 0);
+        this.expire(sub, sub.expiresAt);
+      } else {
+        this.remove(sub, "expired");
+      }
+    });
+    const next = this.expiry.next();
+    if (next !== undefined && next < this.expiryTimerAt) this.armExpiryTimer(next);
+  };
+
+  private expiringFrameFor(expiresAt: number): Buffer {
+    const cached = this.expiringFrame;
+    if (cached !== undefined && cached.at === expiresAt) return cached.frame;
+    const frame = expiringFrame(expiresAt);
+    this.expiringFrame = { at: expiresAt, frame };
+    return frame;
+  }
 
   private readonly heartbeat = (): void => {
     for (const sub of this.all) if (sub.resume === null || sub.resume.held === null) this.enqueue(sub, HEARTBEAT, 0);
@@ -467,11 +542,13 @@ export class Hub {
       set.delete(sub);
       if (set.size === 0) this.byTopic.delete(topic);
     }
+    if (sub.expiresAt !== 0) this.expiry.delete(sub, sub.expiryKey);
     this.counters.disconnects[reason]++;
     // A slow client's buffered bytes would never drain: drop them now so memory
-    // is freed at once. On shutdown, end cleanly so clients see a normal close.
+    // is freed at once. On shutdown, end cleanly so clients see a normal close
+    // (at expiry too: the client reconnects, with a fresh token if it has one).
     if (reason === "slow") sub.sink.destroy();
-    else if (reason === "shutdown" || reason === "broker") sub.sink.end();
+    else if (reason !== "client") sub.sink.end();
   }
 }
 
@@ -495,4 +572,14 @@ function onSinkClose(this: Sink): void {
  */
 export function resetFrame(reason: ResetReason, headId: string | undefined): Buffer {
   return frameEvent("sse:reset", JSON.stringify({ reason }), headId ?? "");
+}
+
+/**
+ * The `sse:expiring` event: the token ends the stream at `expiresAt` (unix
+ * ms). Unlike `sse:reset` it carries no `id:` line: it is not in the event
+ * log, and a frame without `id:` leaves the client's Last-Event-ID as it is,
+ * so a reconnect after it still resumes from the last real event.
+ */
+export function expiringFrame(expiresAt: number): Buffer {
+  return frameEvent("sse:expiring", JSON.stringify({ expiresAt }));
 }

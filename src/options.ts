@@ -16,6 +16,15 @@ export interface SseRouterOptions {
   secret: string | Uint8Array;
   /** Maximum token age in seconds, checked against the Branca timestamp. `0` disables the check. Defaults to `86400`. */
   tokenTtl?: number;
+  /**
+   * Seconds before a stream's token expires (Branca timestamp + `tokenTtl`)
+   * at which the stream gets `event:sse:expiring` with data
+   * `{"expiresAt":<unix ms>}`, so a client can fetch a fresh token; at once
+   * when less is left. At expiry the stream ends (disconnect reason
+   * `expired`). `0` sends no notice (the stream still ends at expiry). No
+   * effect with `tokenTtl: 0`. Defaults to `60`.
+   */
+  expiryNotice?: number;
   /** Interval of the `:` heartbeat comment in milliseconds. `0` disables periodic heartbeats. Defaults to `30000`. */
   heartbeatInterval?: number;
   /** Maximum `/submit` body size in bytes. Defaults to `8192`. */
@@ -88,6 +97,7 @@ export interface SseRouterOptions {
 export interface ResolvedOptions {
   readonly key: Buffer;
   readonly tokenTtl: number;
+  readonly expiryNotice: number;
   readonly heartbeatInterval: number;
   readonly bodyLimit: number;
   readonly maxTokenLength: number;
@@ -111,6 +121,7 @@ export interface ResolvedOptions {
 
 export const DEFAULTS = Object.freeze({
   tokenTtl: 86_400,
+  expiryNotice: 60,
   heartbeatInterval: 30_000,
   bodyLimit: 8 * 1024,
   maxTokenLength: 16 * 1024,
@@ -151,6 +162,7 @@ const OPTION_KEYS: readonly string[] = Object.keys({
   metrics: 1,
   logger: 1,
   idempotencyWindow: 1,
+  expiryNotice: 1,
 } satisfies Record<keyof SseRouterOptions, 1>);
 
 function boolean(name: string, value: unknown): boolean {
@@ -191,6 +203,8 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
   return Object.freeze({
     key: parseSecret(options.secret),
     tokenTtl: integerOption("tokenTtl", options.tokenTtl, DEFAULTS.tokenTtl, 0),
+    // Bounded so that `expiryNotice * 1000` stays a safe timer delay.
+    expiryNotice: integerOption("expiryNotice", options.expiryNotice, DEFAULTS.expiryNotice, 0, 2_000_000),
     heartbeatInterval: integerOption("heartbeatInterval", options.heartbeatInterval, DEFAULTS.heartbeatInterval, 0, 2 ** 31 - 1),
     bodyLimit: integerOption("bodyLimit", options.bodyLimit, DEFAULTS.bodyLimit, 64, 64 * 1024 * 1024),
     maxTokenLength: integerOption("maxTokenLength", options.maxTokenLength, DEFAULTS.maxTokenLength, 64),

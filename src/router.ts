@@ -65,6 +65,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     heartbeatInterval: opts.heartbeatInterval,
     retry: opts.retry,
     retryJitter: opts.retryJitter,
+    expiryNotice: opts.expiryNotice * 1000,
   });
 
   const router = express.Router() as unknown as SseRouter;
@@ -78,7 +79,8 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     if (hub.closed) throw new SseError("closed", "the SSE hub is closed");
     const query = queryOf(req);
     const token = findToken(req, query, opts.tokenCookie);
-    const topics = parseSubscribePayload(openToken(token), opts);
+    const opened = openToken(token);
+    const topics = parseSubscribePayload(opened.payload, opts);
     const lastEventId = findLastEventId(req, query);
     res.removeHeader("X-Powered-By");
     // Node adds `Connection: keep-alive` unless told otherwise; the header is
@@ -92,7 +94,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     // Events must not wait for Nagle (a no-op where the server already set it,
     // Node's default). No TCP keep-alive: the heartbeat detects dead peers.
     req.socket.setNoDelay(true);
-    hub.subscribe(res, topics, lastEventId, directSocket(res));
+    hub.subscribe(res, topics, lastEventId, directSocket(res), opened.expiresAt);
     // Per-request state of the routing layer would stay reachable from the
     // request for the whole life of the stream (the `next` closure chain and
     // the parsed URL, ~2 KB per subscriber); nothing runs after this handler.
@@ -112,7 +114,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
       const body: unknown = req.body;
       const token = Buffer.isBuffer(body) ? body.toString("latin1").trim() : "";
       if (token === "") throw new SseError("token_missing", "POST /submit needs a token as the request body");
-      const { events, idempotencyKey } = parseSubmitPayload(openToken(token), opts);
+      const { events, idempotencyKey } = parseSubmitPayload(openToken(token).payload, opts);
       await hub.publish(events, { idempotencyKey });
       send(res, 200);
     },

@@ -187,14 +187,30 @@ export function parseSubmitPayload(bytes: Uint8Array, limits: PayloadLimits): Su
   return { events, idempotencyKey: parseIdempotencyKey(key) };
 }
 
+/** An opened token: its payload and, when a TTL applies, the moment it stops being accepted. */
+export interface OpenedToken {
+  readonly payload: Buffer;
+  /**
+   * Unix ms from which this token is rejected as expired, or `undefined`
+   * when the TTL is 0 (never). The Branca check rejects when `timestamp + ttl
+   * < now` in whole seconds, so the token is accepted through the whole
+   * second `timestamp + ttl`: it expires at `(timestamp + ttl + 1) * 1000`.
+   * Live streams end exactly then, so a reconnect with it is refused (401).
+   */
+  readonly expiresAt: number | undefined;
+}
+
 /**
  * A verifier bound to one key and its limits: decrypts and checks a token,
- * returning the payload bytes. `ttl` 0 disables the age check.
+ * returning the payload bytes and its expiry. `ttl` 0 disables the age check.
  */
-export function createTokenOpener(key: Uint8Array, ttl: number, maxLength: number): (token: string) => Buffer {
+export function createTokenOpener(key: Uint8Array, ttl: number, maxLength: number): (token: string) => OpenedToken {
   const codec = createBrancaCodec(key); // key schedule once per router, not per token
   const options = { ttl: ttl > 0 ? ttl : undefined, maxLength };
-  return (token) => codec.decode(token, options).payload;
+  return (token) => {
+    const { payload, timestamp } = codec.decode(token, options);
+    return { payload, expiresAt: ttl > 0 ? (timestamp + ttl + 1) * 1000 : undefined };
+  };
 }
 
 /**
