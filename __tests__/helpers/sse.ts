@@ -152,7 +152,9 @@ export function parseEvents(text: string): Array<{ event: string; data: string; 
       if (line.startsWith(":") || line === "") continue;
       const colon = line.indexOf(":");
       const name = colon === -1 ? line : line.slice(0, colon);
-      const value = colon === -1 ? "" : line.slice(colon + 1);
+      // As the SSE spec: one space after the colon is not part of the value.
+      let value = colon === -1 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
       if (name === "event") event = value;
       else if (name === "data") {
         data.push(value);
