@@ -188,6 +188,22 @@ describe("spec test vectors", () => {
       expect(brancaDecode(key, v.token, { ttl: -5, now: 2 ** 40 }).timestamp).toBe(ts);
     });
 
+    test("maxFuture: a timestamp up to maxFuture ahead is accepted, one second more is not", () => {
+      expect(brancaDecode(key, v.token, { ttl: 3600, maxFuture: 60, now: ts - 60 }).timestamp).toBe(ts);
+      expect(codeOf(() => brancaDecode(key, v.token, { ttl: 3600, maxFuture: 60, now: ts - 61 }))).toBe("token_invalid");
+      expect(() => brancaDecode(key, v.token, { ttl: 3600, maxFuture: 60, now: ts - 61 })).toThrow(/in the future/);
+      expect(codeOf(() => brancaDecode(key, v.token, { ttl: 3600, maxFuture: 0, now: ts - 1 }))).toBe("token_invalid");
+      // Only together with a TTL: without one the timestamp is not checked at all.
+      expect(brancaDecode(key, v.token, { maxFuture: 0, now: 0 }).timestamp).toBe(ts);
+    });
+
+    test("maxFuture rejects the maximum timestamp (2^32-1), which would otherwise never expire", () => {
+      const max = vectors.find((x) => x.id === 4)!;
+      const now = Math.floor(Date.now() / 1000);
+      expect(brancaDecode(Buffer.from(max.key), max.token, { ttl: 86_400, now }).timestamp).toBe(2 ** 32 - 1);
+      expect(codeOf(() => brancaDecode(Buffer.from(max.key), max.token, { ttl: 86_400, maxFuture: 60, now }))).toBe("token_invalid");
+    });
+
     test("max timestamp (2^32-1) never overflows into expiry", () => {
       const max = vectors.find((x) => x.id === 4)!;
       expect(brancaDecode(Buffer.from(max.key), max.token, { ttl: 1, now: 2 ** 32 }).timestamp).toBe(2 ** 32 - 1);

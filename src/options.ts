@@ -13,6 +13,13 @@ export interface SseRouterOptions {
   secret: string | Uint8Array;
   /** Maximum token age in seconds, checked against the Branca timestamp. `0` disables the check. Defaults to `86400`. */
   tokenTtl?: number;
+  /**
+   * Seconds a token's Branca timestamp may lie in the future (clocks of the
+   * minting backend and this server disagree a little); tokens stamped further
+   * ahead are rejected as `token_invalid`, so a far-future timestamp cannot
+   * escape `tokenTtl`. Checked only while `tokenTtl` is not `0`. Defaults to `60`.
+   */
+  tokenClockSkew?: number;
   /** Interval of the `:` heartbeat comment in milliseconds. `0` disables periodic heartbeats. Defaults to `30000`. */
   heartbeatInterval?: number;
   /** Maximum `/submit` body size in bytes. Defaults to `8192`. */
@@ -64,6 +71,7 @@ export interface SseRouterOptions {
 export interface ResolvedOptions {
   readonly key: Buffer;
   readonly tokenTtl: number;
+  readonly tokenClockSkew: number;
   readonly heartbeatInterval: number;
   readonly bodyLimit: number;
   readonly maxTokenLength: number;
@@ -85,6 +93,7 @@ export interface ResolvedOptions {
 
 export const DEFAULTS = Object.freeze({
   tokenTtl: 86_400,
+  tokenClockSkew: 60,
   heartbeatInterval: 30_000,
   bodyLimit: 8 * 1024,
   maxTokenLength: 16 * 1024,
@@ -159,6 +168,7 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
   return Object.freeze({
     key: parseSecret(options.secret),
     tokenTtl: integerOption("tokenTtl", options.tokenTtl, DEFAULTS.tokenTtl, 0),
+    tokenClockSkew: integerOption("tokenClockSkew", options.tokenClockSkew, DEFAULTS.tokenClockSkew, 0, 2 ** 32 - 1),
     heartbeatInterval: integerOption("heartbeatInterval", options.heartbeatInterval, DEFAULTS.heartbeatInterval, 0, 2 ** 31 - 1),
     bodyLimit: integerOption("bodyLimit", options.bodyLimit, DEFAULTS.bodyLimit, 64, 64 * 1024 * 1024),
     maxTokenLength: integerOption("maxTokenLength", options.maxTokenLength, DEFAULTS.maxTokenLength, 64),

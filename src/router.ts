@@ -59,7 +59,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   });
 
   const router = express.Router() as unknown as SseRouter;
-  const openToken = createTokenOpener(opts.key, opts.tokenTtl, opts.maxTokenLength);
+  const openToken = createTokenOpener(opts.key, opts.tokenTtl, opts.tokenClockSkew, opts.maxTokenLength);
   // CORS is applied inside each handler rather than as a middleware layer:
   // one routing step less on every connect.
   const cors = (req: IncomingMessage, res: ServerResponse) => applyCors(opts, req, res);

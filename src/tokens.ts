@@ -127,11 +127,12 @@ export function parseSubmitPayload(bytes: Uint8Array, limits: PayloadLimits): Ev
 
 /**
  * A verifier bound to one key and its limits: decrypts and checks a token,
- * returning the payload bytes. `ttl` 0 disables the age check.
+ * returning the payload bytes. `ttl` 0 disables the age check (and with it
+ * the check that the timestamp is at most `clockSkew` seconds ahead).
  */
-export function createTokenOpener(key: Uint8Array, ttl: number, maxLength: number): (token: string) => Buffer {
+export function createTokenOpener(key: Uint8Array, ttl: number, clockSkew: number, maxLength: number): (token: string) => Buffer {
   const codec = createBrancaCodec(key); // key schedule once per router, not per token
-  const options = { ttl: ttl > 0 ? ttl : undefined, maxLength };
+  const options = { ttl: ttl > 0 ? ttl : undefined, maxFuture: clockSkew, maxLength };
   return (token) => codec.decode(token, options).payload;
 }
 
