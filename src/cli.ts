@@ -40,7 +40,30 @@ export interface ServerConfig {
   redisUrl?: string | undefined;
   /** Processes serving the port (node:cluster). Defaults to 1 (no cluster). */
   workers?: number | undefined;
+  /**
+   * Milliseconds a client may take to send a request's headers (Node's
+   * `server.headersTimeout`); then Node answers 408 and closes. Defaults to
+   * `10000` ({@link SERVER_TIMEOUTS}).
+   */
+  headersTimeout?: number | undefined;
+  /**
+   * Milliseconds a client may take to send a whole request, headers and body
+   * (Node's `server.requestTimeout`, 300 s by Node's default). It ends when the
+   * request has been received, so it never limits an event stream's
+   * response. Must be at least `headersTimeout`. Defaults to `20000`: the
+   * headers' 10 s plus the router's `bodyTimeout` (10 s), so the router's own
+   * JSON 408 normally comes first.
+   */
+  requestTimeout?: number | undefined;
 }
+
+/** Defaults of the standalone server's own http.Server timeouts. */
+export const SERVER_TIMEOUTS = Object.freeze({
+  headersTimeout: 10_000,
+  requestTimeout: 20_000,
+  /** How often Node checks the two timeouts (its default is 30 s, which would let them overrun by that much). */
+  connectionsCheckingInterval: 1_000,
+});
 
 function fail(message: string): never {
   throw new SseError("invalid_option", message);
@@ -159,6 +182,11 @@ export function mountAt(basePath: string, router: SseRouter): http.RequestListen
 
 /** Starts the standalone server; resolves once it listens. */
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  const headersTimeout = config.headersTimeout ?? SERVER_TIMEOUTS.headersTimeout;
+  const requestTimeout = config.requestTimeout ?? SERVER_TIMEOUTS.requestTimeout;
+  if (!(Number.isInteger(headersTimeout) && headersTimeout > 0 && Number.isInteger(requestTimeout) && requestTimeout >= headersTimeout)) {
+    fail(`headersTimeout and requestTimeout must be positive integers (ms), requestTimeout at least headersTimeout; got ${headersTimeout} and ${requestTimeout}`);
+  }
   let broker: Broker | undefined;
   let redisBroker: InstanceType<typeof RedisModule.RedisBroker> | undefined;
   if (config.redisUrl !== undefined) {
@@ -174,7 +202,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   if (redisBroker !== undefined && !(await redisBroker.waitUntilReady(5000))) {
     console.error(`sse-server: Redis at ${redactRedisUrl(config.redisUrl!)} is not reachable yet; /submit answers 503 until it is`);
   }
-  const server = http.createServer(mountAt(config.basePath, router));
+  const server = http.createServer(
+    {
+      headersTimeout,
+      requestTimeout,
+      connectionsCheckingInterval: Math.min(SERVER_TIMEOUTS.connectionsCheckingInterval, headersTimeout),
+    },
+    mountAt(config.basePath, router),
+  );
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);

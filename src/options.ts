@@ -22,8 +22,18 @@ export interface SseRouterOptions {
   tokenClockSkew?: number;
   /** Interval of the `:` heartbeat comment in milliseconds. `0` disables periodic heartbeats. Defaults to `30000`. */
   heartbeatInterval?: number;
-  /** Maximum `/submit` body size in bytes. Defaults to `8192`. */
+  /**
+   * Maximum `/submit` body size in bytes, on the wire and after
+   * decompression. A larger declared `Content-Length` is answered 413 before
+   * the body is read. Defaults to `8192`.
+   */
   bodyLimit?: number;
+  /**
+   * Milliseconds the whole `/submit` body may take to arrive; then 408
+   * `request_timeout` and the connection is closed. Bounds slow-body attacks
+   * wherever the router is mounted. `0` disables the timer. Defaults to `10000`.
+   */
+  bodyTimeout?: number;
   /** Maximum token length in characters; longer tokens are rejected before any decoding. Defaults to `16384`. */
   maxTokenLength?: number;
   /** Maximum distinct topics in one subscription. Defaults to `256`. */
@@ -74,6 +84,7 @@ export interface ResolvedOptions {
   readonly tokenClockSkew: number;
   readonly heartbeatInterval: number;
   readonly bodyLimit: number;
+  readonly bodyTimeout: number;
   readonly maxTokenLength: number;
   readonly maxTopics: number;
   readonly maxTopicLength: number;
@@ -96,6 +107,7 @@ export const DEFAULTS = Object.freeze({
   tokenClockSkew: 60,
   heartbeatInterval: 30_000,
   bodyLimit: 8 * 1024,
+  bodyTimeout: 10_000,
   maxTokenLength: 16 * 1024,
   maxTopics: 256,
   maxTopicLength: 256,
@@ -171,6 +183,7 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
     tokenClockSkew: integerOption("tokenClockSkew", options.tokenClockSkew, DEFAULTS.tokenClockSkew, 0, 2 ** 32 - 1),
     heartbeatInterval: integerOption("heartbeatInterval", options.heartbeatInterval, DEFAULTS.heartbeatInterval, 0, 2 ** 31 - 1),
     bodyLimit: integerOption("bodyLimit", options.bodyLimit, DEFAULTS.bodyLimit, 64, 64 * 1024 * 1024),
+    bodyTimeout: integerOption("bodyTimeout", options.bodyTimeout, DEFAULTS.bodyTimeout, 0, 2 ** 31 - 1),
     maxTokenLength: integerOption("maxTokenLength", options.maxTokenLength, DEFAULTS.maxTokenLength, 64),
     maxTopics: integerOption("maxTopics", options.maxTopics, DEFAULTS.maxTopics, 1),
     maxTopicLength: integerOption("maxTopicLength", options.maxTopicLength, DEFAULTS.maxTopicLength, 1),
