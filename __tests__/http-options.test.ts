@@ -464,6 +464,8 @@ describe("option validation: every bad option throws SseError invalid_option wit
     ["fractional tokenClockSkew", { secret: hex, tokenClockSkew: 0.5 }, /tokenClockSkew/],
     ["tokenClockSkew as a string", { secret: hex, tokenClockSkew: "60" }, /tokenClockSkew/],
     ["maxTopics 0", { secret: hex, maxTopics: 0 }, /maxTopics/],
+    ["maxSubscribeTokenLength below 64", { secret: hex, maxSubscribeTokenLength: 63 }, /maxSubscribeTokenLength must be an integer >= 64/],
+    ["maxSubscribeTokenLength as a string", { secret: hex, maxSubscribeTokenLength: "4096" }, /maxSubscribeTokenLength/],
     ["tiny maxBufferBytes", { secret: hex, maxBufferBytes: 10 }, /maxBufferBytes/],
     ["negative historyBytes", { secret: hex, historyBytes: -1 }, /historyBytes/],
     ["cors as a single origin string", { secret: hex, cors: "https://a.example" }, /cors must be/],

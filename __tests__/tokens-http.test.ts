@@ -175,11 +175,46 @@ describe("bad tokens get their documented 4xx", () => {
     }
   });
 
-  test("a token over maxTokenLength is rejected before decoding: 401 token_too_long", async () => {
-    const strict = await startServer({ maxTokenLength: 1000 });
+  test("subscribe tokens have their own cap (maxSubscribeTokenLength, default 4096) in query, Bearer and cookie; submit tokens keep maxTokenLength", async () => {
+    const cookieSrv = await startServer({ retry: 0, tokenCookie: "sse" });
     try {
-      const res = await request(strict.server).get(`/events?token=${"A".repeat(1001)}`);
-      await expectError(res, 401, "token_too_long");
+      // The documented capacity: 142 topics of 20 characters fit in 4096.
+      const topics = (n: number, len: number) => Array.from({ length: n }, (_, i) => String(i).padStart(len, "x"));
+      const fits = subscribeToken(SECRET, topics(142, 20));
+      expect(fits.length).toBeLessThanOrEqual(4096);
+      expect(subscribeToken(SECRET, topics(143, 20)).length).toBeGreaterThan(4096);
+      expect(subscribeToken(SECRET, topics(213, 13)).length).toBeLessThanOrEqual(4096);
+      const ok = new RawStream(`${cookieSrv.base}/events?token=${fits}`);
+      await ok.opened;
+      expect(ok.status).toBe(200);
+      ok.close();
+
+      // 4097 characters: refused unread, wherever the token comes from.
+      const long = subscribeToken(SECRET, topics(143, 20));
+      const over = "A".repeat(4097);
+      for (const t of [over, long]) {
+        const viaQuery = await getOnce(`${cookieSrv.base}/events?token=${t}`);
+        await expectError(viaQuery, 401, "token_too_long");
+        expect(viaQuery.body.message).toMatch(/longer than 4096/);
+        await expectError(await request(cookieSrv.server).get("/events").set("Authorization", `Bearer ${t}`), 401, "token_too_long");
+        await expectError(await request(cookieSrv.server).get("/events").set("Cookie", `sse=${t}`), 401, "token_too_long");
+      }
+
+      // A /submit token longer than 4096 is fine (bodyLimit 8192 and maxTokenLength apply).
+      const body = submitToken(SECRET, [{ topic: "t", event: "e", data: "x".repeat(4000) }]);
+      expect(body.length).toBeGreaterThan(4096);
+      expect((await request(cookieSrv.server).post("/submit").send(body)).status).toBe(200);
+    } finally {
+      await cookieSrv.close();
+    }
+  });
+
+  test("both caps are options: maxSubscribeTokenLength and maxTokenLength", async () => {
+    const strict = await startServer({ maxSubscribeTokenLength: 1000, maxTokenLength: 2000, bodyLimit: 4096 });
+    try {
+      await expectError(await getOnce(`${strict.base}/events?token=${"A".repeat(1001)}`), 401, "token_too_long");
+      await expectError(await request(strict.server).post("/submit").send("A".repeat(2001)), 401, "token_too_long");
+      await expectError(await request(strict.server).post("/submit").send("A".repeat(1500)), 401, "token_invalid");
       // Node itself answers 431 for a request line beyond its 16 KiB header limit.
       expect((await request(srv.server).get(`/events?token=${"A".repeat(20_000)}`)).status).toBe(431);
     } finally {

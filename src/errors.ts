@@ -10,7 +10,7 @@ export type SseErrorCode =
   | "token_missing"
   /** Token is malformed, forged, encrypted with another key, or expired. */
   | "token_invalid"
-  /** Token is longer than `maxTokenLength`; rejected before any decoding. */
+  /** Token is longer than `maxSubscribeTokenLength` (subscribe) or `maxTokenLength` (submit); rejected before any decoding. */
   | "token_too_long"
   /** Token decrypts but its msgpack payload is not the expected shape. */
   | "payload_invalid"

@@ -60,7 +60,12 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   });
 
   const router = express.Router() as unknown as SseRouter;
-  const openToken = createTokenOpener(opts.key, opts.tokenTtl, opts.tokenClockSkew, opts.maxTokenLength);
+  const opener = createTokenOpener(opts.key);
+  const time = { ttl: opts.tokenTtl, clockSkew: opts.tokenClockSkew };
+  // Anyone can send a subscribe token, and decoding costs ~n^1.6: its own,
+  // smaller cap keeps a flood of forged ones cheap (issue 15).
+  const openSubscribeToken = opener({ ...time, maxLength: opts.maxSubscribeTokenLength });
+  const openSubmitToken = opener({ ...time, maxLength: opts.maxTokenLength });
   // CORS is applied inside each handler rather than as a middleware layer:
   // one routing step less on every connect.
   const cors = (req: IncomingMessage, res: ServerResponse) => applyCors(opts, req, res);
@@ -70,7 +75,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     if (hub.closed) throw new SseError("closed", "the SSE hub is closed");
     const query = queryOf(req);
     const token = findToken(req, query, opts.tokenCookie);
-    const topics = parseSubscribePayload(openToken(token), opts);
+    const topics = parseSubscribePayload(openSubscribeToken(token), opts);
     const lastEventId = findLastEventId(req, query);
     res.removeHeader("X-Powered-By");
     // Node adds `Connection: keep-alive` unless told otherwise; the header is
@@ -98,7 +103,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     // Bounded in bytes and time; see ./body.ts for why not express.raw().
     const token = (await readBody(req, res, opts)).toString("latin1").trim();
     if (token === "") throw new SseError("token_missing", "POST /submit needs a token as the request body");
-    const events = parseSubmitPayload(openToken(token), opts);
+    const events = parseSubmitPayload(openSubmitToken(token), opts);
     await hub.publish(events);
     send(res, 200);
   });

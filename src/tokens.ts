@@ -125,15 +125,28 @@ export function parseSubmitPayload(bytes: Uint8Array, limits: PayloadLimits): Ev
   return parseEvents(field(payload, "events", 0, "submit payload"), limits);
 }
 
+/** What a token opener checks besides the key. */
+export interface TokenRules {
+  /** Maximum age in seconds; `0` disables the age check (and the next one). */
+  readonly ttl: number;
+  /** Seconds the timestamp may lie in the future. */
+  readonly clockSkew: number;
+  /** Longer tokens are refused before any decoding. */
+  readonly maxLength: number;
+}
+
 /**
- * A verifier bound to one key and its limits: decrypts and checks a token,
- * returning the payload bytes. `ttl` 0 disables the age check (and with it
- * the check that the timestamp is at most `clockSkew` seconds ahead).
+ * A verifier bound to one key: decrypts and checks a token, returning the
+ * payload bytes. The codec (key schedule) is shared by every opener made from
+ * it; each opener has its own rules (subscribe and submit tokens have
+ * different length caps).
  */
-export function createTokenOpener(key: Uint8Array, ttl: number, clockSkew: number, maxLength: number): (token: string) => Buffer {
+export function createTokenOpener(key: Uint8Array): (rules: TokenRules) => (token: string) => Buffer {
   const codec = createBrancaCodec(key); // key schedule once per router, not per token
-  const options = { ttl: ttl > 0 ? ttl : undefined, maxFuture: clockSkew, maxLength };
-  return (token) => codec.decode(token, options).payload;
+  return (rules) => {
+    const options = { ttl: rules.ttl > 0 ? rules.ttl : undefined, maxFuture: rules.clockSkew, maxLength: rules.maxLength };
+    return (token) => codec.decode(token, options).payload;
+  };
 }
 
 /**
