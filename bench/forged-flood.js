@@ -6,6 +6,9 @@
  *
  *   npm run bench:forged              # 4 phases of 10 s, ~45 s
  *   npm run bench:forged -- --quick   # 4 phases of 3 s
+ *   npm run bench:forged -- --token-chars 4300   # tokens over the cap, refused unread (comparison)
+ * Other flags: --subscribers N (200), --rate R (1000/s), --interval MS (20),
+ * --phase-seconds S (10).
  *
  * The standalone server (dist/cli.js, built first if missing) runs on core 0
  * (`taskset -c 0` when available). This process, on core 1, holds
@@ -83,6 +86,8 @@ const RATE = num("--rate", 1000);
 const INTERVAL = num("--interval", 20);
 const PHASE_MS = num("--phase-seconds", QUICK ? 3 : 10) * 1000;
 const GOAL = 1.2;
+/** Forged token length; defaults to the subscribe cap. Above the cap they are refused unread (for comparison). */
+const TOKEN_CHARS = num("--token-chars", 0);
 
 function hasTaskset() {
   return spawnSync("taskset", ["-c", "0", "true"]).status === 0 && os.cpus().length >= 2;
@@ -158,6 +163,7 @@ async function main() {
   const secret = crypto.randomBytes(32).toString("hex");
   const { subscribeToken, submitToken, DEFAULTS } = require(path.join(ROOT, "dist/index.js"));
   const cap = DEFAULTS.maxSubscribeTokenLength;
+  const chars = TOKEN_CHARS || cap;
   const { child: server, url } = await startServer(secret);
   log(`server ${url}${PIN ? " on core 0, clients on core 1" : " (not pinned: taskset or a second core missing)"}`);
 
@@ -165,7 +171,7 @@ async function main() {
   const key = Buffer.from(secret, "hex");
   let topics = 1;
   const topicList = (n) => Array.from({ length: n }, (_, i) => String(i).padStart(20, "t"));
-  while (subscribeToken(key, topicList(topics + 1)).length <= cap) topics++;
+  while (subscribeToken(key, topicList(topics + 1)).length <= chars) topics++;
   const genuine = subscribeToken(key, topicList(topics));
   const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
   const forged = Array.from({ length: 500 }, (_, i) => {
@@ -252,7 +258,8 @@ async function main() {
   const lines = [
     `Forged-token flood: delivery latency to ${SUBSCRIBERS} live subscribers, one event every ${INTERVAL} ms`,
     `- node ${process.version}, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}, ${new Date().toISOString().slice(0, 16)}Z`,
-    `- flood: ${RATE} forged subscribe tokens/s of ${genuine.length} characters (the maxSubscribeTokenLength cap), ${sent} sent, ${rejected} answered 401`,
+    `- flood: ${RATE} forged subscribe tokens/s of ${genuine.length} characters (maxSubscribeTokenLength ${cap}${genuine.length > cap ? ": refused unread" : ""}), ` +
+      `${sent} sent (${(sent / ((2 * PHASE_MS) / 1000)).toFixed(0)}/s achieved), ${rejected} answered 401`,
     `- ${published} events published (${publishErrors} errors), ${quiet.length + flood.length} latency samples`,
     "",
     "| phase | samples | p50 | p99 | max |",
