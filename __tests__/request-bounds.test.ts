@@ -10,6 +10,7 @@
  */
 import net from "node:net";
 import type { AddressInfo } from "node:net";
+import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import { startServer as startStandalone, type RunningServer } from "../src/cli";
 import { createSseRouter } from "../src/router";
 import { submitToken, subscribeToken } from "../src/tokens";
@@ -151,6 +152,29 @@ describe("/submit body bounds (router, any app)", () => {
     await s.until((t) => parseEvents(t).length === 2);
     c.destroy();
     s.close();
+  });
+
+  test("compressed bodies (gzip, deflate, br) are still accepted; an unknown Content-Encoding is 400 and closes", async () => {
+    const s = new RawStream(`${srv.base}/events?token=${subscribeToken(SECRET, ["zip"])}`);
+    await s.until((t) => t === ":\n\n");
+    const compressors: Record<string, (b: Buffer) => Buffer> = { gzip: gzipSync, deflate: deflateSync, br: brotliCompressSync };
+    for (const [encoding, compress] of Object.entries(compressors)) {
+      const body = compress(Buffer.from(submitToken(SECRET, [{ topic: "zip", event: encoding, data: "x" }])));
+      const c = new RawClient(srv.port);
+      c.write(`POST /submit HTTP/1.1\r\nHost: x\r\nContent-Encoding: ${encoding}\r\nContent-Length: ${body.length}\r\n\r\n`);
+      c.socket.write(body);
+      const res = await c.response();
+      expect([encoding, res.head.split("\r\n")[0]]).toEqual([encoding, "HTTP/1.1 200 OK"]);
+      c.destroy();
+    }
+    await s.until((t) => parseEvents(t).length === 3);
+    expect(parseEvents(s.text).map((e) => e.event)).toEqual(["gzip", "deflate", "br"]);
+    s.close();
+
+    const c = new RawClient(srv.port);
+    c.write("POST /submit HTTP/1.1\r\nHost: x\r\nContent-Encoding: x-nope\r\nContent-Length: 10\r\n\r\n");
+    expectJsonError(await c.response(), "HTTP/1.1 400 Bad Request", "payload_invalid");
+    await c.until(() => c.closed);
   });
 
   test("bodyTimeout is validated like every option", async () => {
