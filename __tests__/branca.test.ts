@@ -188,6 +188,22 @@ describe("spec test vectors", () => {
       expect(brancaDecode(key, v.token, { ttl: -5, now: 2 ** 40 }).timestamp).toBe(ts);
     });
 
+    test("maxFuture: a timestamp up to maxFuture ahead is accepted, one second more is not", () => {
+      expect(brancaDecode(key, v.token, { ttl: 3600, maxFuture: 60, now: ts - 60 }).timestamp).toBe(ts);
+      expect(codeOf(() => brancaDecode(key, v.token, { ttl: 3600, maxFuture: 60, now: ts - 61 }))).toBe("token_invalid");
+      expect(() => brancaDecode(key, v.token, { ttl: 3600, maxFuture: 60, now: ts - 61 })).toThrow(/in the future/);
+      expect(codeOf(() => brancaDecode(key, v.token, { ttl: 3600, maxFuture: 0, now: ts - 1 }))).toBe("token_invalid");
+      // Only together with a TTL: without one the timestamp is not checked at all.
+      expect(brancaDecode(key, v.token, { maxFuture: 0, now: 0 }).timestamp).toBe(ts);
+    });
+
+    test("maxFuture rejects the maximum timestamp (2^32-1), which would otherwise never expire", () => {
+      const max = vectors.find((x) => x.id === 4)!;
+      const now = Math.floor(Date.now() / 1000);
+      expect(brancaDecode(Buffer.from(max.key), max.token, { ttl: 86_400, now }).timestamp).toBe(2 ** 32 - 1);
+      expect(codeOf(() => brancaDecode(Buffer.from(max.key), max.token, { ttl: 86_400, maxFuture: 60, now }))).toBe("token_invalid");
+    });
+
     test("max timestamp (2^32-1) never overflows into expiry", () => {
       const max = vectors.find((x) => x.id === 4)!;
       expect(brancaDecode(Buffer.from(max.key), max.token, { ttl: 1, now: 2 ** 32 }).timestamp).toBe(2 ** 32 - 1);
@@ -484,48 +500,20 @@ describe("rejections", () => {
   });
 });
 
-describe("cost of rejection (generous bounds; bench/token-codec.ts measures precisely)", () => {
-  function medianMs(fn: () => void, runs = 9): number {
-    const times: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      const t0 = process.hrtime.bigint();
-      fn();
-      times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    }
-    return times.sort((a, b) => a - b)[Math.floor(runs / 2)]!;
-  }
-
-  function fastestMs(fn: () => void, runs: number): number {
-    let best = Infinity;
-    for (let i = 0; i < runs; i++) {
-      const t0 = process.hrtime.bigint();
-      fn();
-      best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
-    }
-    return best;
-  }
-
-  test("a forged ~15,000-character token is rejected in milliseconds, not ~100+ ms as with npm branca", () => {
+describe("large forged tokens (their cost is measured by bench/token-codec.ts, not here)", () => {
+  test("a forged ~15,000-character token (valid header, bad tag) is rejected as token_invalid", () => {
     const bin = raw(brancaEncode(KEY, randomBytes(11_100)));
     bin[bin.length - 1]! ^= 1;
     const forged = base62Encode(bin);
     expect(forged.length).toBeGreaterThan(14_900);
     expect(codeOf(() => brancaDecode(KEY, forged))).toBe("token_invalid");
-    // ~1 ms on the 2-core reference machine; 25 ms leaves room for slow CI
-    // while still failing loudly if decoding ever goes quadratic again.
-    expect(medianMs(() => codeOf(() => brancaDecode(KEY, forged, { maxLength: 16_000 })))).toBeLessThan(25);
+    expect(codeOf(() => brancaDecode(KEY, forged, { maxLength: 16_000 }))).toBe("token_invalid");
   });
 
-  test("decoding scales near-linearly: 4x the length costs well under 16x the time", () => {
-    const small = brancaEncode(KEY, randomBytes(2_000));
-    const large = brancaEncode(KEY, randomBytes(8_000));
-    for (let i = 0; i < 20; i++) {
-      brancaDecode(KEY, small);
-      brancaDecode(KEY, large);
+  test("tokens of 2,000 and 8,000 payload bytes decode to their payloads", () => {
+    for (const n of [2_000, 8_000]) {
+      const msg = randomBytes(n);
+      expect(brancaDecode(KEY, brancaEncode(KEY, msg)).payload.equals(msg)).toBe(true);
     }
-    // Fastest of 15 runs: the least disturbed by a busy machine. Expect ~6-7x
-    // (Karatsuba, ~n^1.4 here); base-x would be ~16x.
-    const ratio = fastestMs(() => brancaDecode(KEY, large), 15) / fastestMs(() => brancaDecode(KEY, small), 15);
-    expect(ratio).toBeLessThan(12);
   });
 });

@@ -182,7 +182,7 @@ describe("settings reach the router", () => {
 
 describe("logs", () => {
   test("JSON lines parse; the access log has path, status, code and duration but never a token or query string; debug says why a 401", async () => {
-    const server = await start({ SSE_LOG_FORMAT: "json", SSE_LOG_LEVEL: "debug", SSE_ACCESS_LOG: "1", SSE_MAX_TOKEN_LENGTH: "1000" });
+    const server = await start({ SSE_LOG_FORMAT: "json", SSE_LOG_LEVEL: "debug", SSE_ACCESS_LOG: "1", SSE_MAX_SUBSCRIBE_TOKEN_LENGTH: "1000" });
     const good = subscribeToken(SECRET, ["t"]);
     const forged = subscribeToken("11".repeat(32), ["t"]);
     const notBase62 = "not-base62-" + "x".repeat(80);

@@ -5,6 +5,7 @@
  * 4xx; /submit limits and shapes.
  */
 import { execFileSync } from "node:child_process";
+import http from "node:http";
 import path from "node:path";
 import { encode } from "@msgpack/msgpack";
 import request from "supertest";
@@ -28,7 +29,28 @@ afterAll(async () => {
   await srv.close();
 });
 
-async function expectError(res: request.Response, status: number, code: string): Promise<void> {
+/**
+ * GET that never waits on an open event stream (a 200 is closed at once), so
+ * a token wrongly accepted fails the test instead of hanging it.
+ */
+function getOnce(url: string): Promise<{ status: number; body: { error?: string; message?: string } }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false }, (res) => {
+      if (res.statusCode === 200) {
+        req.destroy();
+        resolve({ status: 200, body: {} });
+        return;
+      }
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (text += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+    });
+    req.on("error", reject);
+  });
+}
+
+async function expectError(res: { status: number; body: { error?: string; message?: string } }, status: number, code: string): Promise<void> {
   expect({ status: res.status, error: res.body?.error }).toEqual({ status, error: code });
   expect(typeof res.body.message).toBe("string");
 }
@@ -107,11 +129,92 @@ describe("bad tokens get their documented 4xx", () => {
     await expectError(res, status, code);
   });
 
-  test("a token over maxTokenLength is rejected before decoding: 401 token_too_long", async () => {
-    const strict = await startServer({ maxTokenLength: 1000 });
+  test("future timestamps (Python-minted): within tokenClockSkew (60 s) accepted, beyond it 401, on /events and /submit", async () => {
+    // A few seconds of margin either side of the 60 s allowance: the clock
+    // ticks between minting here and checking in the server.
+    const at = (offset: number) => String(Math.floor(Date.now() / 1000) + offset);
+    const sub = (offset: number) => python("encode", SECRET, '{"topics":["future"]}', "--timestamp", at(offset));
+    const submitBody = (offset: number) =>
+      python("encode", SECRET, JSON.stringify({ events: [{ topic: "future", event: `e${offset}`, data: "" }] }), "--timestamp", at(offset));
+
+    const inside = new RawStream(`${srv.base}/events?token=${sub(55)}`);
+    await inside.until((t) => t === ":\n\n");
+    expect(inside.status).toBe(200);
+    expect((await request(srv.server).post("/submit").send(submitBody(55))).status).toBe(200);
+    await inside.until((t) => t.includes("event:e55"));
+
+    for (const offset of [65, 3600]) {
+      const res = await getOnce(`${srv.base}/events?token=${sub(offset)}`);
+      await expectError(res, 401, "token_invalid");
+      expect(res.body.message).toMatch(/in the future/);
+      await expectError(await request(srv.server).post("/submit").send(submitBody(offset)), 401, "token_invalid");
+    }
+    // The largest timestamp Branca can carry (year 2106): would never expire.
+    const max = python("encode", SECRET, '{"topics":["future"]}', "--timestamp", String(0xffffffff));
+    await expectError(await getOnce(`${srv.base}/events?token=${max}`), 401, "token_invalid");
+    const maxSubmit = python("encode", SECRET, '{"events":[{"topic":"future","event":"max","data":""}]}', "--timestamp", String(0xffffffff));
+    await expectError(await request(srv.server).post("/submit").send(maxSubmit), 401, "token_invalid");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(parseEvents(inside.text).map((e) => e.event)).toEqual(["e55"]);
+    inside.close();
+  });
+
+  test("tokenClockSkew is configurable; with tokenTtl 0 timestamps are not checked at all", async () => {
+    const strict = await startServer({ tokenClockSkew: 0 });
+    const noTtl = await startServer({ tokenTtl: 0, tokenClockSkew: 0 });
     try {
-      const res = await request(strict.server).get(`/events?token=${"A".repeat(1001)}`);
-      await expectError(res, 401, "token_too_long");
+      const ahead = python("encode", SECRET, '{"topics":["x"]}', "--timestamp", String(Math.floor(Date.now() / 1000) + 30));
+      await expectError(await getOnce(`${strict.base}/events?token=${ahead}`), 401, "token_invalid");
+      const ok = new RawStream(`${noTtl.base}/events?token=${ahead}`);
+      await ok.opened;
+      expect(ok.status).toBe(200);
+      ok.close();
+    } finally {
+      await strict.close();
+      await noTtl.close();
+    }
+  });
+
+  test("subscribe tokens have their own cap (maxSubscribeTokenLength, default 4096) in query, Bearer and cookie; submit tokens keep maxTokenLength", async () => {
+    const cookieSrv = await startServer({ retry: 0, tokenCookie: "sse" });
+    try {
+      // The documented capacity: 142 topics of 20 characters fit in 4096.
+      const topics = (n: number, len: number) => Array.from({ length: n }, (_, i) => String(i).padStart(len, "x"));
+      const fits = subscribeToken(SECRET, topics(142, 20));
+      expect(fits.length).toBeLessThanOrEqual(4096);
+      expect(subscribeToken(SECRET, topics(143, 20)).length).toBeGreaterThan(4096);
+      expect(subscribeToken(SECRET, topics(213, 13)).length).toBeLessThanOrEqual(4096);
+      const ok = new RawStream(`${cookieSrv.base}/events?token=${fits}`);
+      await ok.opened;
+      expect(ok.status).toBe(200);
+      ok.close();
+
+      // 4097 characters: refused unread, wherever the token comes from.
+      const long = subscribeToken(SECRET, topics(143, 20));
+      const over = "A".repeat(4097);
+      for (const t of [over, long]) {
+        const viaQuery = await getOnce(`${cookieSrv.base}/events?token=${t}`);
+        await expectError(viaQuery, 401, "token_too_long");
+        expect(viaQuery.body.message).toMatch(/longer than 4096/);
+        await expectError(await request(cookieSrv.server).get("/events").set("Authorization", `Bearer ${t}`), 401, "token_too_long");
+        await expectError(await request(cookieSrv.server).get("/events").set("Cookie", `sse=${t}`), 401, "token_too_long");
+      }
+
+      // A /submit token longer than 4096 is fine (bodyLimit 8192 and maxTokenLength apply).
+      const body = submitToken(SECRET, [{ topic: "t", event: "e", data: "x".repeat(4000) }]);
+      expect(body.length).toBeGreaterThan(4096);
+      expect((await request(cookieSrv.server).post("/submit").send(body)).status).toBe(200);
+    } finally {
+      await cookieSrv.close();
+    }
+  });
+
+  test("both caps are options: maxSubscribeTokenLength and maxTokenLength", async () => {
+    const strict = await startServer({ maxSubscribeTokenLength: 1000, maxTokenLength: 2000, bodyLimit: 4096 });
+    try {
+      await expectError(await getOnce(`${strict.base}/events?token=${"A".repeat(1001)}`), 401, "token_too_long");
+      await expectError(await request(strict.server).post("/submit").send("A".repeat(2001)), 401, "token_too_long");
+      await expectError(await request(strict.server).post("/submit").send("A".repeat(1500)), 401, "token_invalid");
       // Node itself answers 431 for a request line beyond its 16 KiB header limit.
       expect((await request(srv.server).get(`/events?token=${"A".repeat(20_000)}`)).status).toBe(431);
     } finally {

@@ -69,6 +69,35 @@ test("byte-exact frames: single line, CRLF/CR/LF multi-line, empty data, CR/LF i
   s.close();
 });
 
+test("a value that starts with a space gets one extra space (parsers strip one); nothing else changes", async () => {
+  const s = connect(["spaces"]);
+  await s.until((t) => t === ":\n\n");
+  await srv.router.publish([
+    { topic: "spaces", event: " lead", data: " x" },
+    { topic: "spaces", event: "plain", data: "a\n b\r\n  c\rd " },
+    { topic: "spaces", event: "   ", data: " " },
+    { topic: "spaces", event: "\nname", data: "x" },
+    { topic: "spaces", event: "end", data: "" },
+  ]);
+  const text = await s.until((t) => t.includes("event:end"));
+  expect(normalize(text.slice(3)).replace(/id:#[0-9]+/g, "id:#")).toBe(
+    "event:  lead\ndata:  x\nid:#\n\n" +
+      "event:plain\ndata:a\ndata:  b\ndata:   c\ndata:d \nid:#\n\n" +
+      "event:    \ndata:  \nid:#\n\n" +
+      "event:  name\ndata:x\nid:#\n\n" +
+      "event:end\ndata:\nid:#\n\n",
+  );
+  // Read back as a conforming parser does: every value exactly as published.
+  expect(parseEvents(text).map(({ event, data }) => [event, data])).toEqual([
+    [" lead", " x"],
+    ["plain", "a\n b\n  c\nd "],
+    ["   ", " "],
+    [" name", "x"],
+    ["end", ""],
+  ]);
+  s.close();
+});
+
 test("ids increase within the hub", async () => {
   const s = connect(["ids"]);
   await s.until((t) => t === ":\n\n");

@@ -13,11 +13,25 @@
  * slowest single rejection out of 200 (this one does include preemption by
  * other processes). The header prints the load average: on a busy machine
  * every figure is inflated, ours and npm branca's alike.
+ *
+ * It ends with reported checks, one PASS/FAIL line each (exit code 1 if any
+ * fails); timing thresholds live here, not in the test suite, because a
+ * loaded CI machine makes timed tests flaky:
+ *  - a forged subscribe token at the maxSubscribeTokenLength cap (4096
+ *    characters) is rejected in under 0.2 ms of CPU (issue 15);
+ *  - a forged ~15,000-character token is rejected in under 25 ms (a generous
+ *    bound that still fails loudly if decoding ever goes quadratic again);
+ *  - 4x the token length costs under 12x the time (near-linear; base-x's
+ *    quadratic decode would be ~16x).
+ * CPU time (process.cpuUsage) rather than wall time for the first: time the
+ * process spends preempted by other work on the machine is not a cost of the
+ * decode.
  */
 import { randomBytes } from "node:crypto";
 import os from "node:os";
 import { brancaDecode, brancaEncode, createBrancaCodec } from "../src/branca";
 import { base62Decode, base62Encode } from "../src/base62";
+import { DEFAULTS } from "../src/options";
 
 /* eslint-disable @typescript-eslint/no-require-imports */
 type NpmBranca = { encode(m: Uint8Array, ts?: number): string; decode(t: string, ttl?: number): Buffer };
@@ -158,6 +172,8 @@ async function main(): Promise<void> {
     );
   }
 
+  checks(out, key);
+
   out();
   out(`Encode (for reference; not on the request path of the hub):`);
   out();
@@ -169,6 +185,85 @@ async function main(): Promise<void> {
     const npm = measure(() => theirs.encode(payload), BUDGET_MS / 2);
     out(`| ${s === 8192 ? "8 KiB" : `${s} B`} | ${fmtUs(ours.medianUs)} | ${fmtUs(npm.medianUs)} | ${(npm.medianUs / ours.medianUs).toFixed(0)}x |`);
   }
+}
+
+/** Median CPU µs per call of `fn` (process.cpuUsage over batches of `batch` calls), and median wall µs. */
+function cpuPerOp(fn: () => void, batch: number, batches: number): { cpuUs: number; wallUs: number } {
+  for (let i = 0; i < 3 * batch; i++) fn();
+  const cpu: number[] = [];
+  const wall: number[] = [];
+  for (let b = 0; b < batches; b++) {
+    const c0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < batch; i++) fn();
+    const c = process.cpuUsage(c0);
+    wall.push(Number(process.hrtime.bigint() - t0) / 1e3 / batch);
+    cpu.push((c.user + c.system) / batch);
+  }
+  cpu.sort((a, b) => a - b);
+  wall.sort((a, b) => a - b);
+  return { cpuUs: cpu[cpu.length >> 1]!, wallUs: wall[wall.length >> 1]! };
+}
+
+/** A genuine token of at most `chars` characters with one character changed: only the full decode and the tag check reject it. */
+function forgedOfLength(key: Buffer, chars: number): string {
+  let size = Math.floor((chars * Math.log2(62)) / 8) - 45;
+  let valid = brancaEncode(key, randomBytes(size));
+  while (valid.length > chars) valid = brancaEncode(key, randomBytes(--size));
+  const at = valid.length >> 1;
+  return valid.slice(0, at) + (valid[at] === "z" ? "y" : "z") + valid.slice(at + 1);
+}
+
+function checks(out: (s?: string) => void, key: Buffer): void {
+  const codec = createBrancaCodec(key);
+  const results: Array<[boolean, string]> = [];
+
+  const cap = DEFAULTS.maxSubscribeTokenLength;
+  const atCap = forgedOfLength(key, cap);
+  const capOpts = { maxLength: cap };
+  if (!rejects(() => codec.decode(atCap, capOpts))) throw new Error("forged token at the cap was accepted");
+  const capCost = cpuPerOp(() => rejects(() => codec.decode(atCap, capOpts)), 20, QUICK ? 20 : 100);
+  results.push([
+    capCost.cpuUs < 200,
+    `forged subscribe token at the maxSubscribeTokenLength cap (${atCap.length.toLocaleString("en-US")} chars) rejected in ` +
+      `${fmtUs(capCost.cpuUs)} of CPU (wall ${fmtUs(capCost.wallUs)}), median of batches; goal < 0.2 ms`,
+  ]);
+
+  const big = forgedOfLength(key, 15_000);
+  const bigOpts = { maxLength: 16_000 };
+  if (!rejects(() => codec.decode(big, bigOpts))) throw new Error("forged 15,000-character token was accepted");
+  const bigCost = cpuPerOp(() => rejects(() => codec.decode(big, bigOpts)), 3, QUICK ? 5 : 15);
+  results.push([
+    bigCost.wallUs < 25_000,
+    `forged ${big.length.toLocaleString("en-US")}-character token rejected in ${fmtUs(bigCost.wallUs)} (wall, median); ` +
+      `bound < 25 ms (npm branca: ~160 ms)`,
+  ]);
+
+  // Fastest of 15 runs: the least disturbed by a busy machine. Expect ~6-7x (Karatsuba, ~n^1.4 here).
+  const small = codec.encode(randomBytes(2_000));
+  const large = codec.encode(randomBytes(8_000));
+  const fastest = (token: string) => {
+    for (let i = 0; i < 20; i++) codec.decode(token);
+    let best = Infinity;
+    for (let i = 0; i < 15; i++) {
+      const t = process.hrtime.bigint();
+      codec.decode(token);
+      best = Math.min(best, Number(process.hrtime.bigint() - t) / 1e3);
+    }
+    return best;
+  };
+  const ratio = fastest(large) / fastest(small);
+  results.push([
+    ratio < 12,
+    `4x the token length (${small.length.toLocaleString("en-US")} -> ${large.length.toLocaleString("en-US")} chars) costs ` +
+      `${ratio.toFixed(1)}x the time; bound < 12x (quadratic would be ~16x)`,
+  ]);
+
+  out();
+  out(`Checks (load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}):`);
+  out();
+  for (const [pass, text] of results) out(`${pass ? "PASS" : "FAIL"}  ${text}`);
+  if (results.some(([pass]) => !pass)) process.exitCode = 1;
 }
 
 main().catch((err: unknown) => {

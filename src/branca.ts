@@ -48,6 +48,13 @@ export interface BrancaDecodeOptions {
   now?: number;
   /** Reject longer tokens before any decoding work. Defaults to no limit. */
   maxLength?: number;
+  /**
+   * Reject tokens whose timestamp is more than this many seconds ahead of
+   * `now` (clock-skew allowance). Without it a token stamped in the far future
+   * (up to 2^32-1, the year 2106) would never reach its TTL. Checked only when
+   * `ttl` is set. Defaults to no limit.
+   */
+  maxFuture?: number;
 }
 
 export interface BrancaDecoded {
@@ -233,6 +240,7 @@ export function createBrancaCodec(key: Uint8Array): BrancaCodec {
     if (ttl !== undefined && ttl > 0) {
       const now = opts.now ?? Math.floor(Date.now() / 1000);
       if (timestamp + ttl < now) invalid("token has expired");
+      if (opts.maxFuture !== undefined && timestamp > now + opts.maxFuture) invalid("token timestamp is in the future");
     }
     return { payload, timestamp };
   }

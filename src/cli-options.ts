@@ -26,7 +26,29 @@ export interface ServerSettings {
   logLevel: LogLevel;
   logFormat: "text" | "json";
   accessLog: boolean;
+  /**
+   * Milliseconds a client may take to send a request's headers (Node's
+   * `server.headersTimeout`); then Node answers 408 and closes. Defaults to
+   * `10000` ({@link SERVER_TIMEOUTS}).
+   */
+  headersTimeout?: number | undefined;
+  /**
+   * Milliseconds a client may take to send a whole request, headers and body
+   * (Node's `server.requestTimeout`, 300 s by Node's default). It ends when the
+   * request has been received, so it never limits an event stream's
+   * response. Must be at least `headersTimeout`. Defaults to the headers
+   * timeout plus the router's `bodyTimeout` (20 s with both defaults), so the
+   * router's own JSON 408 normally comes first.
+   */
+  requestTimeout?: number | undefined;
 }
+
+/** Defaults of the standalone server's own http.Server timeouts. */
+export const SERVER_TIMEOUTS = Object.freeze({
+  headersTimeout: 10_000,
+  /** How often Node checks the two timeouts (its default is 30 s, which would let them overrun by that much). */
+  connectionsCheckingInterval: 1_000,
+});
 
 export interface Setting {
   /** Environment variable. */
@@ -165,6 +187,8 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   server("WORKERS", "workers", "workers", "N", workers, "1", 'Processes on one port (node:cluster), or "auto" (one per CPU); more than 1 needs REDIS_URL.'),
   server("SSE_LOG_LEVEL", "log-level", "logLevel", "LEVEL", oneOf(LOG_LEVELS), "info", "debug, info, warn, error or silent; debug says why a request was refused."),
   server("SSE_LOG_FORMAT", "log-format", "logFormat", "FORMAT", oneOf(["text", "json"] as const), "text", "text, or json for one JSON object per line."),
+  server("SSE_HEADERS_TIMEOUT", "headers-timeout", "headersTimeout", "MS", integer, String(SERVER_TIMEOUTS.headersTimeout), "Time a client may take to send request headers (then 408 and close)."),
+  server("SSE_REQUEST_TIMEOUT", "request-timeout", "requestTimeout", "MS", integer, "headers + body timeout", "Time a client may take to send a whole request; never limits a stream's response."),
   server("SSE_ACCESS_LOG", "access-log", "accessLog", undefined, boolean, "off", "Log each request: method, path (no query string), status, error code, duration."),
   on("SSE_HEALTH", "health", "health", "Serve GET /health (JSON stats)."),
   on("SSE_METRICS", "metrics", "metrics", "Serve GET /metrics (Prometheus)."),
@@ -179,7 +203,10 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   num("SSE_HISTORY_AGE", "history-age", "historyAge", "MS", "Maximum age of history (also with Redis); 0 means no limit."),
   num("SSE_MAX_BUFFER_BYTES", "max-buffer-bytes", "maxBufferBytes", "BYTES", "Backlog per subscriber before it is cut (it resumes)."),
   num("SSE_BODY_LIMIT", "body-limit", "bodyLimit", "BYTES", "Maximum /submit body (413 above)."),
-  num("SSE_MAX_TOKEN_LENGTH", "max-token-length", "maxTokenLength", "CHARS", "Longer tokens are refused before decoding."),
+  num("SSE_MAX_TOKEN_LENGTH", "max-token-length", "maxTokenLength", "CHARS", "Longer /submit tokens are refused before decoding."),
+  num("SSE_MAX_SUBSCRIBE_TOKEN_LENGTH", "max-subscribe-token-length", "maxSubscribeTokenLength", "CHARS", "Longer subscribe tokens (query, Bearer, cookie) are refused before decoding."),
+  num("SSE_TOKEN_CLOCK_SKEW", "token-clock-skew", "tokenClockSkew", "SECONDS", "How far a token's timestamp may lie in the future (minting clocks differ)."),
+  num("SSE_BODY_TIMEOUT", "body-timeout", "bodyTimeout", "MS", "Time the /submit body may take to arrive (then 408); 0 disables."),
   num("SSE_MAX_TOPICS", "max-topics", "maxTopics", "N", "Distinct topics in one subscription."),
   num("SSE_MAX_TOPIC_LENGTH", "max-topic-length", "maxTopicLength", "CHARS", "Length of a topic name."),
   num("SSE_MAX_EVENT_NAME_LENGTH", "max-event-name-length", "maxEventNameLength", "CHARS", "Length of an event name."),

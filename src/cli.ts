@@ -13,9 +13,10 @@
 import cluster, { type Worker } from "node:cluster";
 import http from "node:http";
 import { parseArgs } from "node:util";
-import { argOptions, renderHelp, type CliRouterOptions, type ServerSettings, parseSettings } from "./cli-options";
+import { SERVER_TIMEOUTS, argOptions, parseSettings, renderHelp, type CliRouterOptions, type ServerSettings } from "./cli-options";
 import { RESPONSE_ERROR_CODE, SseError } from "./errors";
 import { createConsoleLogger, type Logger } from "./logger";
+import { DEFAULTS } from "./options";
 import { parseSecret } from "./validate";
 import type { Broker } from "./broker";
 import type * as RedisModule from "./redis";
@@ -28,6 +29,8 @@ export interface ServerConfig extends Omit<ServerSettings, "workers"> {
   /** Processes serving the port (node:cluster), when more than 1. */
   workers?: number | undefined;
 }
+
+export { SERVER_TIMEOUTS };
 
 function fail(message: string): never {
   throw new SseError("invalid_option", message);
@@ -158,6 +161,12 @@ function logAccess(logger: Logger, req: http.IncomingMessage, res: http.ServerRe
 
 /** Starts the standalone server; resolves once it listens. */
 export async function startServer(config: ServerConfig, logger: Logger = loggerFor(config)): Promise<RunningServer> {
+  const headersTimeout = config.headersTimeout ?? SERVER_TIMEOUTS.headersTimeout;
+  // Past the router's own body timeout, so its JSON 408 comes first.
+  const requestTimeout = config.requestTimeout ?? headersTimeout + (config.router.bodyTimeout || DEFAULTS.bodyTimeout);
+  if (!(Number.isInteger(headersTimeout) && headersTimeout > 0 && Number.isInteger(requestTimeout) && requestTimeout >= headersTimeout)) {
+    fail(`headersTimeout and requestTimeout must be positive integers (ms), requestTimeout at least headersTimeout; got ${headersTimeout} and ${requestTimeout}`);
+  }
   let broker: Broker | undefined;
   let redisBroker: InstanceType<typeof RedisModule.RedisBroker> | undefined;
   let routerOptions = config.router;
@@ -183,7 +192,14 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
   if (redisBroker !== undefined && !(await redisBroker.waitUntilReady(5000))) {
     logger.warn(`Redis at ${redactRedisUrl(config.redisUrl!)} is not reachable yet; /submit answers 503 until it is`);
   }
-  const server = http.createServer(mountAt(config.basePath, router, config.accessLog ? logger : undefined));
+  const server = http.createServer(
+    {
+      headersTimeout,
+      requestTimeout,
+      connectionsCheckingInterval: Math.min(SERVER_TIMEOUTS.connectionsCheckingInterval, headersTimeout),
+    },
+    mountAt(config.basePath, router, config.accessLog ? logger : undefined),
+  );
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);

@@ -10,12 +10,14 @@ export type SseErrorCode =
   | "token_missing"
   /** Token is malformed, forged, encrypted with another key, or expired. */
   | "token_invalid"
-  /** Token is longer than `maxTokenLength`; rejected before any decoding. */
+  /** Token is longer than `maxSubscribeTokenLength` (subscribe) or `maxTokenLength` (submit); rejected before any decoding. */
   | "token_too_long"
   /** Token decrypts but its msgpack payload is not the expected shape. */
   | "payload_invalid"
-  /** Request body is larger than `bodyLimit`. */
+  /** Request body (declared or received, or decompressed) is larger than `bodyLimit`. */
   | "payload_too_large"
+  /** The request body did not arrive within `bodyTimeout`. */
+  | "request_timeout"
   /** Route exists but not for this method. */
   | "method_not_allowed"
   /** No such route under the router. */
@@ -42,6 +44,7 @@ export const HTTP_STATUS: Readonly<Record<SseErrorCode, number>> = Object.freeze
   token_too_long: 401,
   payload_invalid: 400,
   payload_too_large: 413,
+  request_timeout: 408,
   method_not_allowed: 405,
   not_found: 404,
   closed: 503,

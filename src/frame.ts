@@ -12,7 +12,9 @@
  *     \n
  *
  * The `id:` line comes last so the original's `event:`/`data:` prefix is kept
- * byte for byte for clients that matched on it.
+ * byte for byte for clients that matched on it. A value that starts with a
+ * space gets one extra space after the colon (see `field`), since parsers
+ * strip one.
  */
 
 /** A heartbeat: one empty comment line. Sent on connect and every interval. */
@@ -26,14 +28,32 @@ export function sanitizeEventName(name: string): string {
   return name.replace(NAME_BREAK, " ");
 }
 
-/** The text of one event frame. `id` is omitted when `undefined`. */
+const SPACE = 0x20;
+
+/**
+ * `<field>:` followed by `value`, with one extra space when the value itself
+ * starts with a space: a conforming SSE parser strips exactly one space after
+ * the colon, so `data: x` would arrive as `x`. Only such values get the extra
+ * byte; every other frame stays byte-identical to the original server's.
+ */
+function field(name: "event:" | "data:", value: string): string {
+  return (value.charCodeAt(0) === SPACE ? name + " " : name) + value + "\n";
+}
+
+/**
+ * The text of one event frame. `id` is omitted when `undefined`.
+ *
+ * A name of only spaces arrives as those spaces (the extra leading space
+ * keeps it from collapsing into the empty name, which clients would read as
+ * `message`; `/submit` and `publish()` refuse empty names).
+ */
 export function frameText(event: string, data: string, id?: string): string {
-  let text = "event:" + sanitizeEventName(event) + "\n";
+  let text = field("event:", sanitizeEventName(event));
   // Fast path: most data has no line break; avoid split's array allocation.
   if (data.indexOf("\n") === -1 && data.indexOf("\r") === -1) {
-    text += "data:" + data + "\n";
+    text += field("data:", data);
   } else {
-    for (const line of data.split(LINE_BREAK)) text += "data:" + line + "\n";
+    for (const line of data.split(LINE_BREAK)) text += field("data:", line);
   }
   if (id !== undefined) text += "id:" + id + "\n";
   return text + "\n";

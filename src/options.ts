@@ -25,12 +25,43 @@ export interface SseRouterOptions {
    * effect with `tokenTtl: 0`. Defaults to `60`.
    */
   expiryNotice?: number;
+  /**
+   * Seconds a token's Branca timestamp may lie in the future (clocks of the
+   * minting backend and this server disagree a little); tokens stamped further
+   * ahead are rejected as `token_invalid`, so a far-future timestamp cannot
+   * escape `tokenTtl`. Checked only while `tokenTtl` is not `0`. Defaults to `60`.
+   */
+  tokenClockSkew?: number;
   /** Interval of the `:` heartbeat comment in milliseconds. `0` disables periodic heartbeats. Defaults to `30000`. */
   heartbeatInterval?: number;
-  /** Maximum `/submit` body size in bytes. Defaults to `8192`. */
+  /**
+   * Maximum `/submit` body size in bytes, on the wire and after
+   * decompression. A larger declared `Content-Length` is answered 413 before
+   * the body is read. Defaults to `8192`.
+   */
   bodyLimit?: number;
-  /** Maximum token length in characters; longer tokens are rejected before any decoding. Defaults to `16384`. */
+  /**
+   * Milliseconds the whole `/submit` body may take to arrive; then 408
+   * `request_timeout` and the connection is closed. Bounds slow-body attacks
+   * wherever the router is mounted. `0` disables the timer. Defaults to `10000`.
+   */
+  bodyTimeout?: number;
+  /**
+   * Maximum length in characters of a `/submit` token (the request body, also
+   * bounded by `bodyLimit`); longer tokens are rejected before any decoding.
+   * Defaults to `16384`.
+   */
   maxTokenLength?: number;
+  /**
+   * Maximum length in characters of a subscribe token (query, `Authorization:
+   * Bearer` or cookie); longer ones get 401 `token_too_long` before any
+   * decoding. Its own, smaller cap because anyone can send these and base62
+   * decoding costs about n^1.6: at 4096 characters a forged token costs
+   * about 0.2 ms of CPU to reject (`npm run bench:token` checks it), against
+   * ~1 ms at 16,384. 4096 characters hold about 140 topics of 20
+   * characters (213 of 13, e.g. `user:12345678`). Defaults to `4096`.
+   */
+  maxSubscribeTokenLength?: number;
   /** Maximum distinct topics in one subscription. Defaults to `256`. */
   maxTopics?: number;
   /** Maximum length of a topic name, in UTF-16 code units. Defaults to `256`. */
@@ -98,9 +129,12 @@ export interface ResolvedOptions {
   readonly key: Buffer;
   readonly tokenTtl: number;
   readonly expiryNotice: number;
+  readonly tokenClockSkew: number;
   readonly heartbeatInterval: number;
   readonly bodyLimit: number;
+  readonly bodyTimeout: number;
   readonly maxTokenLength: number;
+  readonly maxSubscribeTokenLength: number;
   readonly maxTopics: number;
   readonly maxTopicLength: number;
   readonly maxEventNameLength: number;
@@ -122,9 +156,12 @@ export interface ResolvedOptions {
 export const DEFAULTS = Object.freeze({
   tokenTtl: 86_400,
   expiryNotice: 60,
+  tokenClockSkew: 60,
   heartbeatInterval: 30_000,
   bodyLimit: 8 * 1024,
+  bodyTimeout: 10_000,
   maxTokenLength: 16 * 1024,
+  maxSubscribeTokenLength: 4096,
   maxTopics: 256,
   maxTopicLength: 256,
   maxEventNameLength: 256,
@@ -163,6 +200,9 @@ const OPTION_KEYS: readonly string[] = Object.keys({
   logger: 1,
   idempotencyWindow: 1,
   expiryNotice: 1,
+  tokenClockSkew: 1,
+  bodyTimeout: 1,
+  maxSubscribeTokenLength: 1,
 } satisfies Record<keyof SseRouterOptions, 1>);
 
 function boolean(name: string, value: unknown): boolean {
@@ -205,9 +245,12 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
     tokenTtl: integerOption("tokenTtl", options.tokenTtl, DEFAULTS.tokenTtl, 0),
     // Bounded so that `expiryNotice * 1000` stays a safe timer delay.
     expiryNotice: integerOption("expiryNotice", options.expiryNotice, DEFAULTS.expiryNotice, 0, 2_000_000),
+    tokenClockSkew: integerOption("tokenClockSkew", options.tokenClockSkew, DEFAULTS.tokenClockSkew, 0, 2 ** 32 - 1),
     heartbeatInterval: integerOption("heartbeatInterval", options.heartbeatInterval, DEFAULTS.heartbeatInterval, 0, 2 ** 31 - 1),
     bodyLimit: integerOption("bodyLimit", options.bodyLimit, DEFAULTS.bodyLimit, 64, 64 * 1024 * 1024),
+    bodyTimeout: integerOption("bodyTimeout", options.bodyTimeout, DEFAULTS.bodyTimeout, 0, 2 ** 31 - 1),
     maxTokenLength: integerOption("maxTokenLength", options.maxTokenLength, DEFAULTS.maxTokenLength, 64),
+    maxSubscribeTokenLength: integerOption("maxSubscribeTokenLength", options.maxSubscribeTokenLength, DEFAULTS.maxSubscribeTokenLength, 64),
     maxTopics: integerOption("maxTopics", options.maxTopics, DEFAULTS.maxTopics, 1),
     maxTopicLength: integerOption("maxTopicLength", options.maxTopicLength, DEFAULTS.maxTopicLength, 1),
     maxEventNameLength: integerOption("maxEventNameLength", options.maxEventNameLength, DEFAULTS.maxEventNameLength, 1),

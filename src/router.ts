@@ -4,7 +4,8 @@
  * Express.
  */
 import { ServerResponse, type IncomingMessage } from "node:http";
-import express, { type NextFunction, type Request, type Response, type Router } from "express";
+import express, { type NextFunction, type Router } from "express";
+import { readBody } from "./body";
 import { MemoryBroker, hasBrokerHealth, type Broker, type BrokerState, type PublishOptions } from "./broker";
 import { RESPONSE_ERROR_CODE, SseError, isSseError } from "./errors";
 import { Hub, type DirectSocket, type HubStats } from "./hub";
@@ -69,7 +70,12 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   });
 
   const router = express.Router() as unknown as SseRouter;
-  const openToken = createTokenOpener(opts.key, opts.tokenTtl, opts.maxTokenLength);
+  const opener = createTokenOpener(opts.key);
+  const time = { ttl: opts.tokenTtl, clockSkew: opts.tokenClockSkew };
+  // Anyone can send a subscribe token, and decoding costs ~n^1.6: its own,
+  // smaller cap keeps a flood of forged ones cheap (issue 15).
+  const openSubscribeToken = opener({ ...time, maxLength: opts.maxSubscribeTokenLength });
+  const openSubmitToken = opener({ ...time, maxLength: opts.maxTokenLength });
   // CORS is applied inside each handler rather than as a middleware layer:
   // one routing step less on every connect.
   const cors = (req: IncomingMessage, res: ServerResponse) => applyCors(opts, req, res);
@@ -79,7 +85,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     if (hub.closed) throw new SseError("closed", "the SSE hub is closed");
     const query = queryOf(req);
     const token = findToken(req, query, opts.tokenCookie);
-    const opened = openToken(token);
+    const opened = openSubscribeToken(token);
     const topics = parseSubscribePayload(opened.payload, opts);
     const lastEventId = findLastEventId(req, query);
     res.removeHeader("X-Powered-By");
@@ -103,22 +109,15 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     routed._parsedUrl = undefined;
   });
 
-  router.post(
-    "/submit",
-    (req: IncomingMessage, res: ServerResponse, next: NextFunction) => {
-      cors(req, res);
-      next();
-    },
-    express.raw({ type: () => true, limit: opts.bodyLimit }),
-    async (req: Request, res: Response) => {
-      const body: unknown = req.body;
-      const token = Buffer.isBuffer(body) ? body.toString("latin1").trim() : "";
-      if (token === "") throw new SseError("token_missing", "POST /submit needs a token as the request body");
-      const { events, idempotencyKey } = parseSubmitPayload(openToken(token).payload, opts);
-      await hub.publish(events, { idempotencyKey });
-      send(res, 200);
-    },
-  );
+  router.post("/submit", async (req: IncomingMessage, res: ServerResponse) => {
+    cors(req, res);
+    // Bounded in bytes and time; see ./body.ts for why not express.raw().
+    const token = (await readBody(req, res, opts)).toString("latin1").trim();
+    if (token === "") throw new SseError("token_missing", "POST /submit needs a token as the request body");
+    const { events, idempotencyKey } = parseSubmitPayload(openSubmitToken(token).payload, opts);
+    await hub.publish(events, { idempotencyKey });
+    send(res, 200);
+  });
 
   router.get("/ping", (req, res) => {
     cors(req, res);
@@ -325,13 +324,11 @@ function brokerState(broker: Broker): BrokerState | undefined {
   return hasBrokerHealth(broker) ? broker.state : undefined;
 }
 
-/** Errors from body-parser and friends carry `type`/`status`; give them our codes. */
+/** Errors of other origin that carry an HTTP-style 4xx `status` are the client's fault; give them our code. */
 function toSseError(err: unknown): SseError {
   if (isSseError(err)) return err;
   if (err === null || typeof err !== "object") return new SseError("internal", "internal error");
-  const { type, status } = err as { type?: unknown; status?: unknown };
-  if (type === "entity.too.large") return new SseError("payload_too_large", "request body is larger than the limit");
-  if (type === "request.aborted") return new SseError("payload_invalid", "request was aborted");
+  const { status } = err as { status?: unknown };
   if (typeof status === "number" && status >= 400 && status < 500) {
     return new SseError("payload_invalid", "request body could not be read");
   }

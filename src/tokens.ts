@@ -200,16 +200,31 @@ export interface OpenedToken {
   readonly expiresAt: number | undefined;
 }
 
+/** What a token opener checks besides the key. */
+export interface TokenRules {
+  /** Maximum age in seconds; `0` disables the age check (and the next one). */
+  readonly ttl: number;
+  /** Seconds the timestamp may lie in the future. */
+  readonly clockSkew: number;
+  /** Longer tokens are refused before any decoding. */
+  readonly maxLength: number;
+}
+
 /**
- * A verifier bound to one key and its limits: decrypts and checks a token,
- * returning the payload bytes and its expiry. `ttl` 0 disables the age check.
+ * A verifier bound to one key: decrypts and checks a token, returning the
+ * payload bytes and its expiry. The codec (key schedule) is shared by every
+ * opener made from it; each opener has its own rules (subscribe and submit
+ * tokens have different length caps).
  */
-export function createTokenOpener(key: Uint8Array, ttl: number, maxLength: number): (token: string) => OpenedToken {
+export function createTokenOpener(key: Uint8Array): (rules: TokenRules) => (token: string) => OpenedToken {
   const codec = createBrancaCodec(key); // key schedule once per router, not per token
-  const options = { ttl: ttl > 0 ? ttl : undefined, maxLength };
-  return (token) => {
-    const { payload, timestamp } = codec.decode(token, options);
-    return { payload, expiresAt: ttl > 0 ? (timestamp + ttl + 1) * 1000 : undefined };
+  return (rules) => {
+    const ttl = rules.ttl;
+    const options = { ttl: ttl > 0 ? ttl : undefined, maxFuture: rules.clockSkew, maxLength: rules.maxLength };
+    return (token) => {
+      const { payload, timestamp } = codec.decode(token, options);
+      return { payload, expiresAt: ttl > 0 ? (timestamp + ttl + 1) * 1000 : undefined };
+    };
   };
 }
 
