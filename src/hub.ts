@@ -161,10 +161,7 @@ export class Hub {
       if (set === undefined) this.byTopic.set(topic, (set = new Set()));
       set.add(sub);
     }
-    let hello = HEARTBEAT;
-    const { retry, retryJitter } = this.options;
-    if (retry > 0) hello = Buffer.concat([HEARTBEAT, frameRetry(retry + Math.random() * retryJitter)]);
-    sink.write(hello);
+    sink.write(this.hello());
     sink.flush?.();
     if (lastEventId !== undefined) {
       // Registered above before asking the broker, so every event that is not
@@ -182,6 +179,15 @@ export class Hub {
               : this.finishReplay(sub, { ok: false, reason: "unknown_id", headId: undefined }),
         );
     }
+  }
+
+  /**
+   * The first bytes of every stream: the heartbeat comment, then `retry:`
+   * with this hub's jitter (drawn per call, so reconnects spread out).
+   */
+  hello(): Buffer {
+    const { retry, retryJitter } = this.options;
+    return retry > 0 ? Buffer.concat([HEARTBEAT, frameRetry(retry + Math.random() * retryJitter)]) : HEARTBEAT;
   }
 
   /** Ends every stream cleanly and stops the heartbeat. Idempotent. */
