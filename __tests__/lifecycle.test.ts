@@ -7,7 +7,10 @@
  * Raw `net` sockets throughout: pipelining and half-sent requests are what
  * these tests are about, and no HTTP client library sends them.
  */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import net from "node:net";
+import path from "node:path";
 import v8 from "node:v8";
 import vm from "node:vm";
 import { subscribeToken } from "../src/tokens";
@@ -283,5 +286,78 @@ describe("a closing router still lets EventSource clients come back", () => {
     const res = await fetch(`${srv.base}/events?token=${TOKEN}`, { headers: { Accept: "application/json" } });
     expect(res.status).toBe(503);
     expect(await res.json()).toEqual({ error: "closed", message: "the SSE hub is closed" });
+  });
+});
+
+describe("standalone server (dist/cli.js)", () => {
+  const CLI = path.join(__dirname, "..", "dist", "cli.js");
+
+  async function start(): Promise<{ child: ChildProcess; port: number; exited: Promise<number | null>; output: () => string }> {
+    if (!existsSync(CLI)) throw new Error("dist/cli.js is missing: run `npm run build` first");
+    const child = spawn(process.execPath, [CLI], {
+      env: { PATH: process.env["PATH"] ?? "", SSE_SECRET: SECRET, PORT: "0", HOST: "127.0.0.1", SSE_HEALTH: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout!.on("data", (d) => (out += d));
+    child.stderr!.on("data", (d) => (out += d));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no startup line: ${out}`)), 15_000);
+      child.stdout!.on("data", () => {
+        const m = /listening on http:\/\/[^:]+:(\d+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(Number(m[1]));
+        }
+      });
+      void exited.then((code) => reject(new Error(`exited ${code}: ${out}`)));
+    });
+    return { child, port, exited, output: () => out };
+  }
+
+  async function health(port: number): Promise<{ subscribers: number }> {
+    return (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as { subscribers: number };
+  }
+
+  test("a request on any path pipelined behind a stream drops the connection; no subscriber is left", async () => {
+    const server = await start();
+    try {
+      for (const behind of ["GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", PING, EVENTS]) {
+        const c = new Conn(server.port, EVENTS);
+        await c.until((t) => /retry:\d+\n\n\r\n$/.test(t), "the stream");
+        c.socket.write(behind);
+        await c.gone();
+        expect(count(c.text, "HTTP/1.1 ")).toBe(1);
+      }
+      // Pipelined all at once, too.
+      const c = new Conn(server.port, EVENTS + "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n".repeat(100));
+      await c.gone();
+      const deadline = Date.now() + 5000;
+      let stats = await health(server.port);
+      while (stats.subscribers !== 0 && Date.now() < deadline) stats = await health(server.port);
+      expect(stats.subscribers).toBe(0);
+    } finally {
+      server.child.kill("SIGTERM");
+      await server.exited;
+    }
+  });
+
+  test("SIGTERM: streams end and their connections close; idle and never-used connections do not hold the exit", async () => {
+    const server = await start();
+    // A browser's spare connection (no request yet), an idle kept-alive one, and a stream.
+    const spare = new Conn(server.port);
+    const idle = new Conn(server.port, PING);
+    await idle.until((t) => t.endsWith("\r\n\r\n"), "the ping answer");
+    const stream = new Conn(server.port, EVENTS);
+    await stream.until((t) => /retry:\d+\n\n\r\n$/.test(t), "the stream");
+    await eventually(() => spare.socket.readyState === "open", 5000, "the spare connection");
+    server.child.kill("SIGTERM");
+    // Exit 0: closed by itself, not by the close deadline (which exits 1).
+    expect(await server.exited).toBe(0);
+    await Promise.all([spare.gone(), idle.gone(), stream.gone()]);
+    expect(spare.text).toBe("");
+    expect(stream.text.endsWith("\r\n0\r\n\r\n")).toBe(true);
+    expect(server.output()).toMatch(/SIGTERM, closing 1 streams/);
   });
 });

@@ -21,13 +21,14 @@
  */
 import cluster, { type Worker } from "node:cluster";
 import http from "node:http";
+import type { Socket } from "node:net";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { SseError } from "./errors";
 import { parseSecret } from "./options";
 import type { Broker } from "./broker";
 import type * as RedisModule from "./redis";
-import { createSseRouter, type SseRouter } from "./router";
+import { createSseRouter, refusePipelined, type SseRouter } from "./router";
 
 export interface ServerConfig {
   secret: string;
@@ -143,6 +144,8 @@ export function mountAt(basePath: string, router: SseRouter): http.RequestListen
     res.end(body);
   };
   return (req, res) => {
+    // Every path, not only the router's: nothing may queue behind a stream.
+    if (refusePipelined(req)) return;
     const url = req.url ?? "/";
     const path = url.split("?", 1)[0]!;
     if (basePath !== "/") {
@@ -175,6 +178,19 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     console.error(`sse-server: Redis at ${redactRedisUrl(config.redisUrl!)} is not reachable yet; /submit answers 503 until it is`);
   }
   const server = http.createServer(mountAt(config.basePath, router));
+  // Open connections, so a close can end the ones Node's closeIdleConnections
+  // leaves alone: one that has not sent a request yet (browsers open spare
+  // ones) counts as busy, so `server.close()` would wait until it carries a
+  // request, typically an EventSource's reconnect, only for a closing server
+  // to answer it. (One shared listener; no closure per connection.)
+  const sockets = new Set<Socket>();
+  const forget = function (this: Socket) {
+    sockets.delete(this);
+  };
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", forget);
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -197,14 +213,22 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        // Ends every stream; each stream's socket closes once its last chunk
+        // is flushed (streams are never kept alive).
         await router.close();
-        // Ended streams become idle keep-alive connections once their last
-        // chunk is flushed; close them as they do instead of waiting for the
-        // keep-alive timeout.
-        server.closeIdleConnections();
-        const idle = setInterval(() => server.closeIdleConnections(), 50);
+        // Close every connection that is not answering a request now, and each
+        // of the others as soon as its response is sent, instead of waiting
+        // for keep-alive timeouts or for requests a closing server could only
+        // refuse. A client whose connection is closed just tries again.
+        const closeUnused = () => {
+          for (const socket of sockets) {
+            if (!socket.writableEnded && (socket as { _httpMessage?: unknown })._httpMessage == null) socket.destroy();
+          }
+        };
+        closeUnused();
+        const sweep = setInterval(closeUnused, 50);
         await closed;
-        clearInterval(idle);
+        clearInterval(sweep);
         await broker?.close();
       })();
       return closing;
