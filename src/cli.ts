@@ -189,7 +189,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   };
   server.on("connection", (socket: Socket) => {
     sockets.add(socket);
-    socket.once("close", forget);
+    // `on`, not `once` (which wraps the listener per call): close fires once anyway.
+    socket.on("close", forget);
   });
   try {
     await new Promise<void>((resolve, reject) => {
@@ -222,6 +223,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         // refuse. A client whose connection is closed just tries again.
         const closeUnused = () => {
           for (const socket of sockets) {
+            // `_httpMessage`: the response Node is sending on the socket, the
+            // same field its own closeIdleConnections looks at.
             if (!socket.writableEnded && (socket as { _httpMessage?: unknown })._httpMessage == null) socket.destroy();
           }
         };
