@@ -281,6 +281,30 @@ describe("a closing router still lets EventSource clients come back", () => {
     expect(retries.size).toBeGreaterThan(1);
   });
 
+  test("a GET /events waiting behind a slow response while the router closes gets 200 + retry: and the end", async () => {
+    let finishSlow: (() => void) | undefined;
+    const host = await startServer({ heartbeatInterval: 0 }, "/", (app) => {
+      app.get("/slow", (_req, res) => {
+        finishSlow = () => res.end("slow");
+      });
+    });
+    try {
+      const c = new Conn(host.port, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n" + EVENTS);
+      await eventually(() => finishSlow !== undefined, 5000, "the slow request");
+      // The stream request was accepted (it is queued); now the router closes.
+      await host.router.close();
+      finishSlow!();
+      await c.gone();
+      const [slow, stream] = c.text.split(/(?=HTTP\/1\.1 )/);
+      expect(slow!.endsWith("\r\nContent-Length: 4\r\n\r\nslow")).toBe(true);
+      expect(stream).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(stream).toMatch(/\r\n\r\n[0-9a-f]+\r\n:\n\nretry:\d+\n\n\r\n0\r\n\r\n$/);
+      expect(host.router.stats.subscribers).toBe(0);
+    } finally {
+      await host.close();
+    }
+  });
+
   test("other requests on a closing router get 503 closed", async () => {
     await srv.router.close();
     const res = await fetch(`${srv.base}/events?token=${TOKEN}`, { headers: { Accept: "application/json" } });
