@@ -9,7 +9,11 @@
  *
  * Two setups: the standalone server (dist/cli.js), and the example app
  * behind nginx with two app instances restarted one after the other (a
- * rolling restart), nginx keeping upstream connections alive.
+ * rolling restart), nginx keeping upstream connections alive and publishers
+ * publishing through it all along. The first failed in round 1 before the
+ * fixes of issue 11; the second guards the proxied path (it did not catch
+ * the old behaviour here: nginx's reconnects reach a stopping instance too
+ * rarely).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -164,8 +168,16 @@ test(`Chromium's EventSource comes back after each of ${ROUNDS} SIGTERM restarts
 }, 240_000);
 
 test(`a rolling restart of the example app behind nginx: Chromium's EventSource comes back every time (${ROLLING_ROUNDS} rounds)`, async () => {
-  const apps: ExampleApp[] = [await startExampleApp(), await startExampleApp()];
-  const nginx = await startNginx({ appPort: apps[0]!.port, appPorts: apps.map((a) => a.port) });
+  // A short retry: browsers come back while the stopped instance may still
+  // be draining, the moment a kept-alive upstream connection to it would be
+  // reused by nginx (and it used to answer 503, which ends EventSource).
+  const env = { RETRY: "300" };
+  const apps: ExampleApp[] = [await startExampleApp({ env }), await startExampleApp({ env })];
+  // max_fails=0: nginx must not take the restarted instance out of rotation
+  // for fail_timeout (10 s) because a request failed while it was down, or
+  // stopping the other one next would leave none (502, which also ends
+  // EventSource). A real rolling deploy waits for that instead.
+  const nginx = await startNginx({ appPort: apps[0]!.port, appPorts: apps.map((a) => a.port), upstreamOptions: "max_fails=0" });
   // The page comes from nginx (same origin as the stream), like the example page.
   const page = await openPage(new URL("/subscribe?topics=weather", nginx.url).toString(), nginx.url);
   // Each instance has its own hub: publish on both, the page is on one of them.
@@ -179,6 +191,23 @@ test(`a rolling restart of the example app behind nginx: Chromium's EventSource 
       if (res.status !== 200) throw new Error(`/api/publish answered ${res.status}`);
     }
   };
+  // Publishers keep publishing through nginx during the deploy, so nginx
+  // always has upstream connections that finish a request while an instance
+  // is stopping and that it may reuse for a browser's reconnect. (Answers
+  // from a stopping instance may be errors: only the page is checked.)
+  let publishing = true;
+  const noise = (async () => {
+    while (publishing) {
+      await fetch(new URL("/api/publish", nginx.url), {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ topic: "news", event: "noise", data: "", via: "router" }),
+      })
+        .then((res) => res.arrayBuffer())
+        .catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  })();
   try {
     await expectBack(page, "start", () => publishAll("start"), 0);
     // Each round restarts both instances, one after the other; the page's
@@ -187,11 +216,13 @@ test(`a rolling restart of the example app behind nginx: Chromium's EventSource 
       for (const i of [0, 1]) {
         const exit = await apps[i]!.stop("SIGTERM");
         expect(exit).toEqual({ code: 0, signal: null });
-        apps[i] = await startExampleApp({ port: apps[i]!.port });
+        apps[i] = await startExampleApp({ port: apps[i]!.port, env });
         await expectBack(page, `round ${round}.${i}`, () => publishAll(`round ${round}.${i}`), round);
       }
     }
   } finally {
+    publishing = false;
+    await noise;
     await page.close();
     await nginx.stop();
   }

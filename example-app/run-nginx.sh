@@ -9,6 +9,7 @@
 # Environment:
 #   APP_ADDR    where the app listens        default 127.0.0.1:${PORT:-3000}
 #               (several, comma-separated, for instances to restart one by one)
+#   UPSTREAM_OPTIONS  parameters for each upstream server, e.g. "max_fails=0"   default none
 #   NGINX_PORT  port nginx listens on        default: a free port
 #   NGINX_HOST  address nginx listens on     default 127.0.0.1
 #   BASE_PATH   the app's hub mount point    default /sse-server
@@ -31,8 +32,13 @@ if ! [[ "$app_addr" =~ ^[][A-Za-z0-9.:_-]+(,[][A-Za-z0-9.:_-]+)*$ ]]; then
   echo "run-nginx: APP_ADDR must be host:port, or several separated by commas; got \"$app_addr\"" >&2
   exit 2
 fi
+upstream_options="${UPSTREAM_OPTIONS:-}"
+if ! [[ "$upstream_options" =~ ^[A-Za-z0-9_=.\ ]*$ ]]; then
+  echo "run-nginx: UPSTREAM_OPTIONS must be nginx server parameters such as \"max_fails=0\"; got \"$upstream_options\"" >&2
+  exit 2
+fi
 # One `server` line per address in the upstream block.
-upstream_servers="${app_addr//,/; server }"
+upstream_servers="${app_addr//,/ $upstream_options; server } $upstream_options"
 listen_host="${NGINX_HOST:-127.0.0.1}"
 base_path="${BASE_PATH:-/sse-server}"
 base_path="/${base_path#/}"

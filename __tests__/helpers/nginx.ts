@@ -217,7 +217,13 @@ export interface Nginx {
  * `appPort`, or in front of several app instances (`appPorts`, for rolling
  * restarts).
  */
-export async function startNginx(options: { appPort: number; appPorts?: readonly number[]; basePath?: string }): Promise<Nginx> {
+export async function startNginx(options: {
+  appPort: number;
+  appPorts?: readonly number[];
+  /** nginx parameters for each upstream server, e.g. `max_fails=0`. */
+  upstreamOptions?: string;
+  basePath?: string;
+}): Promise<Nginx> {
   const bin = requireNginx();
   const { managed, match } = await startManaged(
     "nginx (example-app/run-nginx.sh)",
@@ -229,6 +235,7 @@ export async function startNginx(options: { appPort: number; appPorts?: readonly
       NGINX_BIN: bin,
       APP_ADDR: (options.appPorts ?? [options.appPort]).map((p) => `127.0.0.1:${p}`).join(","),
       ...(options.basePath !== undefined ? { BASE_PATH: options.basePath } : {}),
+      ...(options.upstreamOptions !== undefined ? { UPSTREAM_OPTIONS: options.upstreamOptions } : {}),
     },
     /listening; open (http:\/\/[^\s]+:(\d+)\/)/,
     15_000,
