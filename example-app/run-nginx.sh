@@ -8,6 +8,8 @@
 #
 # Environment:
 #   APP_ADDR    where the app listens        default 127.0.0.1:${PORT:-3000}
+#               (several, comma-separated, for instances to restart one by one)
+#   UPSTREAM_OPTIONS  parameters for each upstream server, e.g. "max_fails=0"   default none
 #   NGINX_PORT  port nginx listens on        default: a free port
 #   NGINX_HOST  address nginx listens on     default 127.0.0.1
 #   BASE_PATH   the app's hub mount point    default /sse-server
@@ -26,6 +28,17 @@ if [ -z "$nginx_bin" ] || [ ! -x "$nginx_bin" ]; then
 fi
 
 app_addr="${APP_ADDR:-127.0.0.1:${PORT:-3000}}"
+if ! [[ "$app_addr" =~ ^[][A-Za-z0-9.:_-]+(,[][A-Za-z0-9.:_-]+)*$ ]]; then
+  echo "run-nginx: APP_ADDR must be host:port, or several separated by commas; got \"$app_addr\"" >&2
+  exit 2
+fi
+upstream_options="${UPSTREAM_OPTIONS:-}"
+if ! [[ "$upstream_options" =~ ^[A-Za-z0-9_=.\ ]*$ ]]; then
+  echo "run-nginx: UPSTREAM_OPTIONS must be nginx server parameters such as \"max_fails=0\"; got \"$upstream_options\"" >&2
+  exit 2
+fi
+# One `server` line per address in the upstream block.
+upstream_servers="${app_addr//,/ $upstream_options; server } $upstream_options"
 listen_host="${NGINX_HOST:-127.0.0.1}"
 base_path="${BASE_PATH:-/sse-server}"
 base_path="/${base_path#/}"
@@ -70,7 +83,7 @@ for ((try = 1; try <= attempts; try++)); do
   listen_addr="$listen_host:$port"
   [[ "$listen_host" == *:* ]] && listen_addr="[$listen_host]:$port"
   sed -e "s|@RUN_DIR@|$run_dir|g" \
-      -e "s|@APP_ADDR@|$app_addr|g" \
+      -e "s|@APP_ADDR@|$upstream_servers|g" \
       -e "s|@LISTEN_ADDR@|$listen_addr|g" \
       -e "s|@BASE_PATH@|$base_path|g" \
       "$template" > "$run_dir/nginx.conf"

@@ -20,6 +20,7 @@
  *   BASE_PATH           where the hub is mounted, default /sse-server
  *   TOPICS              the allowlist, default weather,news,sports
  *   HEARTBEAT_INTERVAL  heartbeat period in ms, default the library's 30000
+ *   RETRY               base reconnect delay (`retry:`) in ms, default the library's 3000
  *   SSE_SUBMIT_URL      where the "http" mode POSTs; default this app's own <BASE_PATH>/submit
  *
  * Plain CommonJS, no build step: only the library needs `npm run build`.
@@ -69,13 +70,16 @@ function readConfig(env) {
     if (!TOPIC_RE.test(t)) throw new Error(`TOPICS: "${t}" is not a simple name (letters, digits, - and _ only)`);
   }
 
-  let heartbeatInterval;
-  if (env.HEARTBEAT_INTERVAL !== undefined && env.HEARTBEAT_INTERVAL !== "") {
-    heartbeatInterval = Number(env.HEARTBEAT_INTERVAL);
-    if (!Number.isInteger(heartbeatInterval) || heartbeatInterval < 0) {
-      throw new Error(`HEARTBEAT_INTERVAL must be a whole number of milliseconds; got "${env.HEARTBEAT_INTERVAL}"`);
-    }
-  }
+  /** An optional whole number of milliseconds from `env[name]`. */
+  const milliseconds = (name) => {
+    const text = env[name];
+    if (text === undefined || text === "") return undefined;
+    const ms = Number(text);
+    if (!Number.isInteger(ms) || ms < 0) throw new Error(`${name} must be a whole number of milliseconds; got "${text}"`);
+    return ms;
+  };
+  const heartbeatInterval = milliseconds("HEARTBEAT_INTERVAL");
+  const retry = milliseconds("RETRY");
 
   return {
     secret,
@@ -85,6 +89,7 @@ function readConfig(env) {
     basePath,
     topics,
     heartbeatInterval,
+    retry,
     submitUrl: env.SSE_SUBMIT_URL || undefined,
   };
 }
@@ -109,6 +114,7 @@ function buildApp(config) {
   const router = createSseRouter({
     secret: config.secret,
     ...(config.heartbeatInterval !== undefined ? { heartbeatInterval: config.heartbeatInterval } : {}),
+    ...(config.retry !== undefined ? { retry: config.retry } : {}),
   });
 
   const app = express();

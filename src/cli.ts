@@ -12,6 +12,7 @@
  */
 import cluster, { type Worker } from "node:cluster";
 import http from "node:http";
+import type { Socket } from "node:net";
 import { parseArgs } from "node:util";
 import { SERVER_TIMEOUTS, argOptions, parseSettings, renderHelp, type CliRouterOptions, type ServerSettings } from "./cli-options";
 import { RESPONSE_ERROR_CODE, SseError } from "./errors";
@@ -20,7 +21,7 @@ import { DEFAULTS } from "./options";
 import { parseSecret } from "./validate";
 import type { Broker } from "./broker";
 import type * as RedisModule from "./redis";
-import { createSseRouter, type SseRouter } from "./router";
+import { createSseRouter, refusePipelined, type SseRouter } from "./router";
 
 export interface ServerConfig extends Omit<ServerSettings, "workers"> {
   secret: string;
@@ -125,6 +126,8 @@ export function mountAt(basePath: string, router: SseRouter, accessLog?: Logger)
     res.end(body);
   };
   return (req, res) => {
+    // Every path, not only the router's: nothing may queue behind a stream.
+    if (refusePipelined(req)) return;
     const url = req.url ?? "/";
     const path = url.split("?", 1)[0]!;
     if (accessLog !== undefined) logAccess(accessLog, req, res, path);
@@ -200,6 +203,20 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
     },
     mountAt(config.basePath, router, config.accessLog ? logger : undefined),
   );
+  // Open connections, so a close can end the ones Node's closeIdleConnections
+  // leaves alone: one that has not sent a request yet (browsers open spare
+  // ones) counts as busy, so `server.close()` would wait until it carries a
+  // request, typically an EventSource's reconnect, only for a closing server
+  // to answer it. (One shared listener; no closure per connection.)
+  const sockets = new Set<Socket>();
+  const forget = function (this: Socket) {
+    sockets.delete(this);
+  };
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    // `on`, not `once` (which wraps the listener per call): close fires once anyway.
+    socket.on("close", forget);
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -222,14 +239,24 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        // Ends every stream; each stream's socket closes once its last chunk
+        // is flushed (streams are never kept alive).
         await router.close();
-        // Ended streams become idle keep-alive connections once their last
-        // chunk is flushed; close them as they do instead of waiting for the
-        // keep-alive timeout.
-        server.closeIdleConnections();
-        const idle = setInterval(() => server.closeIdleConnections(), 50);
+        // Close every connection that is not answering a request now, and each
+        // of the others as soon as its response is sent, instead of waiting
+        // for keep-alive timeouts or for requests a closing server could only
+        // refuse. A client whose connection is closed just tries again.
+        const closeUnused = () => {
+          for (const socket of sockets) {
+            // `_httpMessage`: the response Node is sending on the socket, the
+            // same field its own closeIdleConnections looks at.
+            if (!socket.writableEnded && (socket as { _httpMessage?: unknown })._httpMessage == null) socket.destroy();
+          }
+        };
+        closeUnused();
+        const sweep = setInterval(closeUnused, 50);
         await closed;
-        clearInterval(idle);
+        clearInterval(sweep);
         await broker?.close();
       })();
       return closing;

@@ -233,10 +233,7 @@ export class Hub {
       if (set === undefined) this.byTopic.set(topic, (set = new Set()));
       set.add(sub);
     }
-    let hello = HEARTBEAT;
-    const { retry, retryJitter } = this.options;
-    if (retry > 0) hello = Buffer.concat([HEARTBEAT, frameRetry(retry + Math.random() * retryJitter)]);
-    sink.write(hello);
+    sink.write(this.hello());
     sink.flush?.();
     if (expiresAt !== undefined) this.scheduleExpiry(sub, expiresAt);
     if (lastEventId !== undefined) {
@@ -246,6 +243,15 @@ export class Hub {
       sub.resume = resume;
       this.started.then(() => this.nextPage(sub, resume, true), () => this.nextPage(sub, resume, true));
     }
+  }
+
+  /**
+   * The first bytes of every stream: the heartbeat comment, then `retry:`
+   * with this hub's jitter (drawn per call, so reconnects spread out).
+   */
+  hello(): Buffer {
+    const { retry, retryJitter } = this.options;
+    return retry > 0 ? Buffer.concat([HEARTBEAT, frameRetry(retry + Math.random() * retryJitter)]) : HEARTBEAT;
   }
 
   /** Ends every stream cleanly and stops the heartbeat. Idempotent. */

@@ -4,6 +4,7 @@
  * Express.
  */
 import { ServerResponse, type IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
 import express, { type NextFunction, type Router } from "express";
 import { readBody } from "./body";
 import { MemoryBroker, hasBrokerHealth, type Broker, type BrokerState, type PublishOptions } from "./broker";
@@ -81,35 +82,90 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   const cors = (req: IncomingMessage, res: ServerResponse) => applyCors(opts, req, res);
 
   router.get("/events", (req, res) => {
+    if (refusePipelined(req)) return;
     cors(req, res);
-    if (hub.closed) throw new SseError("closed", "the SSE hub is closed");
+    if (hub.closed) return answerClosed(req, res);
     const query = queryOf(req);
     const token = findToken(req, query, opts.tokenCookie);
     const opened = openSubscribeToken(token);
     const topics = parseSubscribePayload(opened.payload, opts);
     const lastEventId = findLastEventId(req, query);
-    res.removeHeader("X-Powered-By");
-    // Node adds `Connection: keep-alive` unless told otherwise; the header is
-    // illegal in HTTP/2 and proxies must not see it.
-    res.removeHeader("Connection");
-    res.writeHead(200, STREAM_HEADERS);
     if (req.method === "HEAD") {
+      writeStreamHead(res, true);
       res.end();
       return;
     }
+    // From here on this connection belongs to the stream: anything pipelined
+    // behind it would be queued behind a response that never ends. (HTTP/1
+    // only: an HTTP/2 connection multiplexes streams and queues nothing.)
+    if (req.httpVersionMajor === 1) (req.socket as StreamSocket)[kStream] = true;
+    if (res.socket === null) {
+      // Pipelined behind a finite response on the same connection (e.g.
+      // `GET /ping`): Node hands this response the socket once that one is
+      // sent. Until then nothing can be written, and Node would never emit
+      // `close` for it, so nothing is subscribed yet. (Rare: no closure
+      // otherwise.)
+      res.once("socket", () => startStream(req, res, topics, lastEventId, opened.expiresAt));
+      return;
+    }
+    startStream(req, res, topics, lastEventId, opened.expiresAt);
+  });
+
+  /** Sends the stream head and subscribes; `res` owns the socket by now. */
+  const startStream = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    topics: readonly string[],
+    lastEventId: string | undefined,
+    expiresAt: number | undefined,
+  ) => {
+    const socket = req.socket as StreamSocket;
+    // Gone while waiting for its turn: no `close` would come to remove it.
+    if (socket.destroyed) return;
+    // The hub may have closed while this response waited for its socket.
+    if (hub.closed) return answerClosed(req, res);
+    writeStreamHead(res, false);
     // Events must not wait for Nagle (a no-op where the server already set it,
     // Node's default). No TCP keep-alive: the heartbeat detects dead peers.
-    req.socket.setNoDelay(true);
-    hub.subscribe(res, topics, lastEventId, directSocket(res), opened.expiresAt);
+    socket.setNoDelay(true);
+    // Node stops reading a socket, and so never sees the client close it,
+    // when a request is pipelined behind output that has not drained (see
+    // onStreamSocketPause), or when a request body is not read.
+    if (req.httpVersionMajor === 1) socket.on("pause", onStreamSocketPause);
+    // A body on `GET /events` means nothing: discard it as it comes, so it
+    // never holds the socket paused.
+    if (req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined) req.on("data", ignore);
+    // The hub removes the subscriber on the response's `close`, which Node
+    // emits when this socket closes: the response is the socket's current one.
+    hub.subscribe(res, topics, lastEventId, directSocket(res), expiresAt);
     // Per-request state of the routing layer would stay reachable from the
     // request for the whole life of the stream (the `next` closure chain and
     // the parsed URL, ~2 KB per subscriber); nothing runs after this handler.
     const routed = req as { next?: unknown; _parsedUrl?: unknown };
     routed.next = undefined;
     routed._parsedUrl = undefined;
-  });
+  };
+
+  /**
+   * A closing router must not end anyone's EventSource for good: any status
+   * but 200 makes a conforming client give up, while a 200 stream that ends
+   * makes it reconnect after `retry:` (jittered, so a restart does not bring
+   * everyone back at once), by then to a live instance. Other clients get
+   * 503 `closed`.
+   */
+  const answerClosed = (req: IncomingMessage, res: ServerResponse): void => {
+    if (!/\btext\/event-stream\b/i.test(req.headers.accept ?? "")) {
+      // Called from Express (which passes a throw to errorHandler) or from a
+      // `socket` listener (which would not): hand it to errorHandler directly.
+      errorHandler(new SseError("closed", "the SSE hub is closed"), req, res, opts.logger);
+      return;
+    }
+    writeStreamHead(res, false);
+    res.end(hub.hello());
+  };
 
   router.post("/submit", async (req: IncomingMessage, res: ServerResponse) => {
+    if (refusePipelined(req)) return;
     cors(req, res);
     // Bounded in bytes and time; see ./body.ts for why not express.raw().
     const token = (await readBody(req, res, opts)).toString("latin1").trim();
@@ -120,6 +176,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   });
 
   router.get("/ping", (req, res) => {
+    if (refusePipelined(req)) return;
     cors(req, res);
     send(res, 200);
   });
@@ -128,6 +185,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     // A load-balancer check: 503 while this instance cannot deliver (closing,
     // or its broker unavailable), 200 otherwise (catching up takes moments).
     router.get("/health", (req, res) => {
+      if (refusePipelined(req)) return;
       cors(req, res);
       const state = brokerState(broker);
       const status = hub.closed ? "closing" : state === undefined || state === "ready" ? "ok" : state;
@@ -136,7 +194,8 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     });
   }
   if (opts.metrics) {
-    router.get("/metrics", (_req, res) => {
+    router.get("/metrics", (req, res) => {
+      if (refusePipelined(req)) return;
       send(res, 200, prometheus(hub.stats, brokerState(broker)), "text/plain; version=0.0.4; charset=utf-8");
     });
   }
@@ -146,11 +205,13 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   for (const [path, allow] of Object.entries(ROUTE_METHODS)) {
     if ((path === "/health" && !opts.health) || (path === "/metrics" && !opts.metrics)) continue;
     router.options(path, (req, res) => {
+      if (refusePipelined(req)) return;
       cors(req, res);
       res.setHeader("Allow", allow);
       send(res, 204);
     });
     router.all(path, (req, res) => {
+      if (refusePipelined(req)) return;
       cors(req, res);
       throw new SseError("method_not_allowed", `${req.method} is not allowed on ${path}; use ${allow.split(",")[0]}`);
     });
@@ -173,6 +234,59 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     stats: { get: () => hub.stats, enumerable: true },
   });
   return router;
+}
+
+/**
+ * Marks a socket that carries an event stream (or will, once a response
+ * ahead of it on the connection is sent): it may carry nothing else.
+ */
+const kStream = Symbol("sse-server.stream");
+type StreamSocket = Socket & { [kStream]?: true };
+
+/**
+ * An event stream must be the only request its connection carries. Node
+ * answers pipelined requests in order, so a response queued behind a stream
+ * (which never ends) could never be sent, Node never emits `close` for it, and
+ * whatever is written to it piles up in memory. A request that arrives on such
+ * a connection gets the connection destroyed (the stream ends too; its client
+ * reconnects). Returns true when it did that; call it before anything else.
+ */
+export function refusePipelined(req: IncomingMessage): boolean {
+  const socket = req.socket as StreamSocket;
+  if (socket[kStream] !== true) return false;
+  socket.destroy();
+  return true;
+}
+
+/**
+ * Node pauses a server socket (stops reading it) when a request is pipelined
+ * behind output that has not drained, and while a request body is not read;
+ * a paused socket never reports that the client closed it, so the stream
+ * would linger until a heartbeat write failed. Under a stream the first can
+ * only be a request to someone else's route (ours refuse it) that can never
+ * be answered in order: drop the connection. Node marks that case alone with
+ * `_paused`. The second passes by itself: the stream discards its body as it
+ * comes, and reading resumes on the next tick.
+ */
+function onStreamSocketPause(this: Socket & { _paused?: boolean }): void {
+  if (this._paused === true) this.destroy();
+}
+
+function ignore(): void {}
+
+/**
+ * Status and headers of an event stream. `keepAlive` false: the connection
+ * closes after the stream's last chunk instead of waiting for another request
+ * (which a closing server could only refuse), still without a `Connection`
+ * header: Node adds one unless it is removed, and it is illegal in HTTP/2 and
+ * not for proxies to see. (With the header removed, Node takes
+ * `shouldKeepAlive` alone to decide whether to close.)
+ */
+function writeStreamHead(res: ServerResponse, keepAlive: boolean): void {
+  res.removeHeader("X-Powered-By");
+  res.removeHeader("Connection");
+  if (!keepAlive) res.shouldKeepAlive = false;
+  res.writeHead(200, STREAM_HEADERS);
 }
 
 /*

@@ -212,8 +212,18 @@ export interface Nginx {
   stop(): Promise<Exit>;
 }
 
-/** Starts nginx through `example-app/run-nginx.sh` in front of the app on `appPort`. */
-export async function startNginx(options: { appPort: number; basePath?: string }): Promise<Nginx> {
+/**
+ * Starts nginx through `example-app/run-nginx.sh` in front of the app on
+ * `appPort`, or in front of several app instances (`appPorts`, for rolling
+ * restarts).
+ */
+export async function startNginx(options: {
+  appPort: number;
+  appPorts?: readonly number[];
+  /** nginx parameters for each upstream server, e.g. `max_fails=0`. */
+  upstreamOptions?: string;
+  basePath?: string;
+}): Promise<Nginx> {
   const bin = requireNginx();
   const { managed, match } = await startManaged(
     "nginx (example-app/run-nginx.sh)",
@@ -223,8 +233,9 @@ export async function startNginx(options: { appPort: number; basePath?: string }
       PATH: process.env["PATH"],
       HOME: process.env["HOME"],
       NGINX_BIN: bin,
-      APP_ADDR: `127.0.0.1:${options.appPort}`,
+      APP_ADDR: (options.appPorts ?? [options.appPort]).map((p) => `127.0.0.1:${p}`).join(","),
       ...(options.basePath !== undefined ? { BASE_PATH: options.basePath } : {}),
+      ...(options.upstreamOptions !== undefined ? { UPSTREAM_OPTIONS: options.upstreamOptions } : {}),
     },
     /listening; open (http:\/\/[^\s]+:(\d+)\/)/,
     15_000,
