@@ -37,6 +37,13 @@ export interface SseRouter extends Router {
   close(): Promise<void>;
   /** A snapshot of counters; see {@link HubStats}. */
   readonly stats: HubStats;
+  /**
+   * Answers `err` exactly as this router answers its own errors (its CORS
+   * policy, the JSON body, status from the error code, logging). For hosts
+   * that serve the router without Express, e.g. the standalone server's 404
+   * for paths outside the mount point.
+   */
+  respondError(req: IncomingMessage, res: ServerResponse, err: SseError): void;
 }
 
 const MAX_LAST_EVENT_ID = 256;
@@ -232,6 +239,12 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
       },
     },
     stats: { get: () => hub.stats, enumerable: true },
+    respondError: {
+      value: (req: IncomingMessage, res: ServerResponse, err: SseError): void => {
+        cors(req, res);
+        errorHandler(err, req, res, opts.logger);
+      },
+    },
   });
   return router;
 }
