@@ -5,6 +5,7 @@
  */
 import { ServerResponse, type IncomingMessage } from "node:http";
 import express, { type NextFunction, type Request, type Response, type Router } from "express";
+import { acceptsGzip } from "./accept-encoding";
 import { MemoryBroker } from "./broker";
 import { RESPONSE_ERROR_CODE, SseError, isSseError } from "./errors";
 import { Hub, type DirectSocket, type HubStats } from "./hub";
@@ -80,6 +81,13 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     // Node adds `Connection: keep-alive` unless told otherwise; the header is
     // illegal in HTTP/2 and proxies must not see it.
     res.removeHeader("Connection");
+    let gzip = false;
+    if (opts.compression) {
+      // Caches must not hand a gzip stream to a client that cannot read it.
+      appendVary(res, "Accept-Encoding");
+      gzip = acceptsGzip(req.headers["accept-encoding"]);
+      if (gzip) res.setHeader("Content-Encoding", "gzip");
+    }
     res.writeHead(200, STREAM_HEADERS);
     if (req.method === "HEAD") {
       res.end();
@@ -88,7 +96,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     // Events must not wait for Nagle (a no-op where the server already set it,
     // Node's default). No TCP keep-alive: the heartbeat detects dead peers.
     req.socket.setNoDelay(true);
-    hub.subscribe(res, topics, lastEventId, directSocket(res));
+    hub.subscribe(res, topics, lastEventId, directSocket(res), gzip);
     // Per-request state of the routing layer would stay reachable from the
     // request for the whole life of the stream (the `next` closure chain and
     // the parsed URL, ~2 KB per subscriber); nothing runs after this handler.
