@@ -1,12 +1,19 @@
+import { rmSync } from "node:fs";
 import { defineConfig } from "tsup";
+
+// dist/ is emptied once, here, before any of the builds below start. tsup's
+// per-build `clean` ran concurrently with the other builds and, under load,
+// could delete files another build had just written (seen: dist/client.d.mts).
+rmSync("dist", { recursive: true, force: true });
 
 // The library: CJS for `require` users (most Express apps) and ESM for
 // `import`, each with its own bundled .d.ts. `sse-hub/redis` is a separate
 // entry so that apps without Redis never load ioredis (an optional peer
 // dependency, kept external); it carries its own copy of the small shared
 // modules and does not load the main entry or Express (errors are recognised
-// by a global brand, not by class identity, so copies agree). The CLI is a
-// CJS executable only.
+// by a global brand, not by class identity, so copies agree).
+// `sse-hub/client` is the browser client: ESM only, platform browser, no
+// dependencies bundled in but our own code. The CLI is a CJS executable only.
 export default defineConfig([
   {
     entry: { index: "src/index.ts" },
@@ -15,7 +22,6 @@ export default defineConfig([
     target: "node20",
     platform: "node",
     sourcemap: true,
-    clean: true,
     splitting: false,
   },
   {
@@ -26,6 +32,16 @@ export default defineConfig([
     platform: "node",
     sourcemap: true,
     splitting: false,
+  },
+  {
+    entry: { client: "src/client/index.ts" },
+    format: ["esm"],
+    dts: { compilerOptions: { lib: ["ES2022", "DOM", "DOM.Iterable"], types: [] } },
+    target: "es2020",
+    platform: "browser",
+    sourcemap: true,
+    splitting: false,
+    tsconfig: "src/client/tsconfig.json",
   },
   {
     entry: { cli: "src/cli.ts" },

@@ -2,7 +2,8 @@
  * The Broker contract, one suite run against every implementation: the
  * in-process MemoryBroker and the Redis broker on a real redis-server.
  */
-import { MemoryBroker, type Broker, type FramedEvent } from "../src/broker";
+import { MemoryBroker, hasBrokerHealth, type Broker, type FramedEvent } from "../src/broker";
+import { SseError } from "../src/errors";
 import { frameEvent } from "../src/frame";
 import { RedisBroker } from "../src/redis";
 import type { EventInput } from "../src/tokens";
@@ -10,7 +11,7 @@ import { RedisServer, hasRedisServer, sleep, waitFor } from "./helpers/redis";
 
 interface Harness {
   /** A started broker whose sink appends to `received`. `small` bounds history to roughly 1000 short events. */
-  create(small?: boolean): Promise<{ broker: Broker; received: FramedEvent[] }>;
+  create(small?: boolean, idempotencyWindow?: number): Promise<{ broker: Broker; received: FramedEvent[] }>;
   /** How many events to publish so that the first ones are out of a small history. */
   overflow: number;
   /** A well-formed id of the same broker kind that is newer than `id` (never issued yet). */
@@ -24,8 +25,8 @@ const open: Broker[] = [];
 let keys = 0;
 
 const memoryHarness: Harness = {
-  async create(small = false) {
-    const broker = new MemoryBroker(small ? { historyBytes: 50_000 } : {});
+  async create(small = false, idempotencyWindow?: number) {
+    const broker = new MemoryBroker({ ...(small ? { historyBytes: 50_000 } : {}), idempotencyWindow });
     const received: FramedEvent[] = [];
     await broker.start((events) => received.push(...events));
     open.push(broker);
@@ -42,11 +43,12 @@ const memoryHarness: Harness = {
 };
 
 const redisHarness: Harness = {
-  async create(small = false) {
+  async create(small = false, idempotencyWindow?: number) {
     const broker = new RedisBroker({
       url: redis!.url,
       key: `contract:${++keys}`,
       log: null,
+      idempotencyWindow,
       ...(small ? { historyLength: 1000 } : {}),
     });
     const received: FramedEvent[] = [];
@@ -135,10 +137,63 @@ describe.each(suites)("Broker contract: %s", (name, h) => {
     expect(result.events.map((e) => e.id)).toEqual(want.map((e) => e.id));
     expect(result.events.map((e) => e.frame.toString())).toEqual(want.map((e) => e.frame.toString()));
 
+    expect(result).toMatchObject({ next: received[7]!.id, done: true });
+
     const none = await broker.replay(received[7]!.id, new Set(["a", "b", "c"]));
-    expect(none).toEqual({ ok: true, events: [] });
+    expect(none).toEqual({ ok: true, events: [], next: received[7]!.id, done: true });
     const other = await broker.replay(after, new Set(["zzz"]));
-    expect(other).toEqual({ ok: true, events: [] });
+    expect(other).toEqual({ ok: true, events: [], next: received[7]!.id, done: true });
+  });
+
+  test("paged replay (maxBytes): pages end once full, continue from next, and together return every event once, in order", async () => {
+    const { broker, received } = await h.create();
+    // Three topics interleaved, of different sizes; the client reads two of them.
+    const published: EventInput[] = [];
+    for (let i = 0; i < 600; i++) published.push({ topic: ["a", "b", "c"][i % 3]!, event: "e", data: `${i} ${"x".repeat(i % 7 === 0 ? 2000 : 20)}` });
+    await broker.publish(events("a", 1));
+    await waitFor(() => received.length === 1, 5000, "first event");
+    for (let i = 0; i < published.length; i += 100) await broker.publish(published.slice(i, i + 100));
+    await waitFor(() => received.length === 601, 5000, "all events");
+    const topics = new Set(["a", "c"]);
+    const want = received.slice(1).filter((e) => topics.has(e.topic));
+    const got: FramedEvent[] = [];
+    let cursor = received[0]!.id;
+    let pages = 0;
+    const maxBytes = 4096;
+    for (;;) {
+      const page = await broker.replay(cursor, topics, { maxBytes });
+      if (!page.ok) throw new Error(`reset: ${page.reason}`);
+      pages++;
+      const bytes = page.events.reduce((n, e) => n + e.frame.length, 0);
+      // Full means: at most one event past the bound.
+      if (page.events.length > 1) expect(bytes - page.events[page.events.length - 1]!.frame.length).toBeLessThan(maxBytes);
+      if (!page.done) {
+        expect(page.events.length).toBeGreaterThan(0);
+        expect(bytes).toBeGreaterThanOrEqual(maxBytes);
+      }
+      got.push(...page.events);
+      expect(broker.compareIds(page.next, cursor)).toBeGreaterThanOrEqual(0);
+      cursor = page.next;
+      if (page.done) break;
+      expect(pages).toBeLessThan(1000);
+    }
+    expect(pages).toBeGreaterThan(5);
+    expect(got.map((e) => e.id)).toEqual(want.map((e) => e.id));
+    expect(got.map((e) => e.frame.toString())).toEqual(want.map((e) => e.frame.toString()));
+    expect(cursor).toBe(received[600]!.id);
+  });
+
+  test("a paged replay whose next page was trimmed meanwhile gets history_truncated", async () => {
+    const { broker, received } = await h.create(true);
+    await broker.publish(events("a", 100));
+    await waitFor(() => received.length === 100, 5000, "events");
+    const page = await broker.replay(received[0]!.id, new Set(["a"]), { maxBytes: 1 });
+    expect(page.ok && !page.done && page.events.length).toBe(1);
+    if (!page.ok) return;
+    for (let sent = 0; sent < h.overflow; sent += 1000) await broker.publish(events("a", 1000, sent));
+    await waitFor(() => received.length === h.overflow + 100, 10_000, "all events");
+    const head = received[received.length - 1]!.id;
+    expect(await broker.replay(page.next, new Set(["a"]), { maxBytes: 1 })).toEqual({ ok: false, reason: "history_truncated", headId: head });
   });
 
   test("an unknown id (malformed, from another log, or newer than the log) gets unknown_id with the head id", async () => {
@@ -184,13 +239,47 @@ describe.each(suites)("Broker contract: %s", (name, h) => {
     expect(shuffled).toEqual(ids);
   });
 
-  test("no sink calls after close() resolved", async () => {
+  test("after close(): publish rejects with SseError closed, and no sink calls", async () => {
     const { broker, received } = await h.create();
     await broker.publish(events("a", 5));
     await broker.close();
     const count = received.length;
-    await broker.publish(events("a", 5)).catch(() => undefined);
+    const error = await broker.publish(events("a", 5)).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(SseError);
+    expect((error as SseError).code).toBe("closed");
+    expect((error as SseError).status).toBe(503);
     await sleep(200);
     expect(received.length).toBe(count);
+  });
+
+  test("an idempotency key publishes once within the window; other keys and no key publish; after the window it publishes again", async () => {
+    const { broker, received } = await h.create(false, 1500);
+    await broker.publish(events("a", 2), { idempotencyKey: "k1" });
+    await broker.publish(events("a", 2, 10), { idempotencyKey: "k1" }); // a retry: nothing appended
+    await broker.publish(events("a", 1, 20), { idempotencyKey: "k2" });
+    await broker.publish(events("a", 1, 30));
+    await broker.publish(events("a", 1, 31));
+    await waitFor(() => received.length >= 5, 5000, "5 events");
+    // Then the window passes: the same key is new again (a marker ends the wait, no fixed sleep).
+    await sleep(1600);
+    await broker.publish(events("a", 1, 40), { idempotencyKey: "k1" });
+    await broker.publish(events("a", 1, 50), { idempotencyKey: "marker" });
+    await waitFor(() => received.some((e) => e.frame.includes("e50")), 5000, "the marker");
+    expect(received.map((e) => /event:(\S+)/.exec(e.frame.toString())![1])).toEqual(["e0", "e1", "e20", "e30", "e31", "e40", "e50"]);
+    // And the retry left nothing in history either.
+    const replayed = await broker.replay(received[0]!.id, new Set(["a"]));
+    expect(replayed.ok && replayed.events.map((e) => e.id)).toEqual(received.slice(1).map((e) => e.id));
+  });
+
+  test("reports its state (BrokerHealth): ready once started, unavailable once closed", async () => {
+    const { broker } = await h.create();
+    expect(hasBrokerHealth(broker)).toBe(true);
+    if (!hasBrokerHealth(broker)) return;
+    await waitFor(() => broker.state === "ready", 5000, "ready");
+    await broker.close();
+    expect(broker.state).toBe("unavailable");
   });
 });

@@ -221,6 +221,31 @@ describe("compression: true", () => {
     again.close();
   });
 
+  test("a resume of many pages (paced by the socket) and an sse:reset decode the same under compression", async () => {
+    const first = new GzStream(url(["pages"]));
+    await first.until((t) => t === ":\n\n");
+    await srv.router.publish([{ topic: "pages", event: "e", data: "start" }]);
+    await first.until((t) => t.includes("data:start\n"));
+    const from = parseEvents(first.text)[0]!.id!;
+    first.close();
+    // ~90 KB of history: several replay pages at maxBufferBytes 64 KiB.
+    const n = 300;
+    for (let i = 0; i < n; i += 50) {
+      await srv.router.publish(Array.from({ length: 50 }, (_, j) => ({ topic: "pages", event: "e", data: `${i + j} ${"y".repeat(250)}` })));
+    }
+    const again = new GzStream(url(["pages"]), { "Accept-Encoding": "gzip", "Last-Event-ID": from });
+    await again.until((t) => t.includes(`data:${n - 1} `), 10_000);
+    await srv.router.publish([{ topic: "pages", event: "e", data: "live" }]);
+    await again.until((t) => t.includes("data:live\n"));
+    expect(parseEvents(again.text).map((e) => e.data.split(" ")[0])).toEqual([...Array.from({ length: n }, (_, i) => String(i)), "live"]);
+    again.close();
+
+    const reset = new GzStream(url(["pages"]), { "Accept-Encoding": "gzip", "Last-Event-ID": "nonsense-1" });
+    await reset.until((t) => t.includes("event:sse:reset\n"));
+    expect(parseEvents(reset.text)[0]).toMatchObject({ event: "sse:reset", data: '{"reason":"unknown_id"}' });
+    reset.close();
+  });
+
   test("a stalled compressed subscriber is cut like a plain one (the bound counts compressed bytes)", async () => {
     const before = srv.router.stats.disconnects.slow;
     const fast = new GzStream(url(["flood"]));

@@ -6,6 +6,7 @@
  */
 import request from "supertest";
 import { createSseRouter } from "../src/router";
+import { MemoryBroker } from "../src/broker";
 import { SseError } from "../src/errors";
 import type { SseRouterOptions } from "../src/options";
 import { submitToken, subscribeToken, type EventInput } from "../src/tokens";
@@ -364,19 +365,21 @@ describe("/health and /metrics", () => {
       expect(res.headers["access-control-allow-origin"]).toBe("*");
       expect(res.body).toEqual({
         status: "ok",
+        broker: "ready",
         subscribers: 1,
         topics: 2,
         eventsPublished: 1,
         eventsDelivered: 1,
         replays: 0,
         resets: 0,
-        disconnects: { client: 0, slow: 0, shutdown: 0, broker: 0 },
+        brokerResets: 0,
+        disconnects: { client: 0, slow: 0, shutdown: 0, broker: 0, expired: 0 },
       });
       expect((await request(srv.server).post("/sse/health")).status).toBe(405);
       await srv.router.close();
       const closed = await request(srv.server).get("/sse/health");
       expect(closed.status).toBe(503);
-      expect(closed.body).toMatchObject({ status: "closing", subscribers: 0, disconnects: { shutdown: 1 } });
+      expect(closed.body).toMatchObject({ status: "closing", broker: "unavailable", subscribers: 0, disconnects: { shutdown: 1 } });
       s.close();
     } finally {
       await srv.close();
@@ -414,7 +417,10 @@ describe("/health and /metrics", () => {
       const before = await metrics();
       expect(before.get("sse_subscribers")).toBe(0);
       expect(before.get("sse_events_published_total")).toBe(0);
-      for (const reason of ["client", "slow", "shutdown", "broker"]) expect(before.get(`sse_disconnects_total{reason="${reason}"}`)).toBe(0);
+      for (const reason of ["client", "slow", "shutdown", "broker", "expired"]) expect(before.get(`sse_disconnects_total{reason="${reason}"}`)).toBe(0);
+      expect(before.get("sse_broker_resets_total")).toBe(0);
+      // The in-memory broker is always ready: one series per state, 1 for the current one.
+      expect([before.get('sse_broker_state{state="ready"}'), before.get('sse_broker_state{state="catching_up"}'), before.get('sse_broker_state{state="unavailable"}')]).toEqual([1, 0, 0]);
 
       const a = await open(`${srv.base}/events?token=${subscribeToken(SECRET, ["m"])}`);
       const b = await open(`${srv.base}/events?token=${subscribeToken(SECRET, ["m"])}`);
@@ -468,6 +474,7 @@ describe("option validation: every bad option throws SseError invalid_option wit
     ["maxTopics 0", { secret: hex, maxTopics: 0 }, /maxTopics/],
     ["tiny maxBufferBytes", { secret: hex, maxBufferBytes: 10 }, /maxBufferBytes/],
     ["negative historyBytes", { secret: hex, historyBytes: -1 }, /historyBytes/],
+    ["idempotencyWindow not an integer", { secret: hex, idempotencyWindow: 1.5 }, /idempotencyWindow must be an integer >= 0/],
     ["cors as a single origin string", { secret: hex, cors: "https://a.example" }, /cors must be/],
     ["cors true", { secret: hex, cors: true }, /cors must be/],
     ["cors null", { secret: hex, cors: null }, /cors must be/],
@@ -482,6 +489,9 @@ describe("option validation: every bad option throws SseError invalid_option wit
     ["broker without publish", { secret: hex, broker: {} }, /broker/],
     ["health not a boolean", { secret: hex, health: "yes" }, /health must be a boolean/],
     ["metrics not a boolean", { secret: hex, metrics: 1 }, /metrics must be a boolean/],
+    ["a misspelt key (tokenTTL)", { secret: hex, tokenTTL: 60 }, /unknown option "tokenTTL"; did you mean "tokenTtl"\?/],
+    ["an unknown key", { secret: hex, port: 8000 }, /unknown option "port" \(known: secret, tokenTtl/],
+    ["history options beside a broker", { secret: hex, broker: new MemoryBroker(), historyBytes: 1024 }, /historyBytes and historyAge configure the built-in/],
   ];
   test.each(cases)("%s", (_name, options, message) => {
     let thrown: unknown;
@@ -493,6 +503,13 @@ describe("option validation: every bad option throws SseError invalid_option wit
     expect(thrown).toBeInstanceOf(SseError);
     expect((thrown as SseError).code).toBe("invalid_option");
     expect((thrown as SseError).message).toMatch(message);
+  });
+
+  test.each<[string, () => unknown, RegExp]>([
+    ["MemoryBroker with a misspelt key", () => new MemoryBroker({ historybytes: 1 } as never), /MemoryBroker: unknown option "historybytes"; did you mean "historyBytes"/],
+    ["MemoryBroker with a negative historyAge", () => new MemoryBroker({ historyAge: -5 }), /historyAge must be an integer >= 0/],
+  ])("%s", (_name, make, message) => {
+    expect(make).toThrow(message);
   });
 
   test("the message never echoes the secret", () => {

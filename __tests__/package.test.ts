@@ -36,8 +36,24 @@ test("import 'sse-hub' gives the ES module build, and tokens work from it", () =
   expect(out).toBe("function function true");
 });
 
+test("import 'sse-hub/client' gives the browser ES module (no Node built-ins in it)", () => {
+  const out = node([
+    "--input-type=module",
+    "-e",
+    `import { createSseClient } from "sse-hub/client";
+     import { readFileSync } from "node:fs";
+     const code = readFileSync("dist/client.mjs", "utf8");
+     console.log(typeof createSseClient, /from ["']node:|require[(]/.test(code));`,
+  ]);
+  expect(out).toBe("function false");
+});
+
+test("the browser client type-checks against the DOM lib (its own tsconfig)", () => {
+  execFileSync("npx", ["tsc", "--noEmit", "-p", "src/client"], { cwd: root, encoding: "utf8" });
+});
+
 test("type declarations are bundled for both formats", () => {
-  for (const file of ["index.d.ts", "index.d.mts", "redis.d.ts", "redis.d.mts"]) {
+  for (const file of ["index.d.ts", "index.d.mts", "redis.d.ts", "redis.d.mts", "client.d.mts"]) {
     expect(existsSync(path.join(root, "dist", file))).toBe(true);
   }
 });

@@ -3,6 +3,10 @@
  * replays exactly the missed events of the subscriber's topics, then live
  * ones, with no gap and no duplicate; sse:reset when history cannot serve it.
  */
+import http from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
 import { subscribeToken } from "../src/tokens";
 import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";
 
@@ -250,3 +254,50 @@ test("stats count replays and resets", async () => {
   await eventually(() => srv.router.stats.replays >= 2, 1000, "replays");
   expect(srv.router.stats.resets).toBeGreaterThanOrEqual(3);
 });
+
+test("history trimmed while a paced replay waits for the client: the events it got, then sse:reset history_truncated, then live", async () => {
+  const paced = await startServer({ retry: 0, maxBufferBytes: 16 * 1024, historyBytes: 2 * 1024 * 1024, heartbeatInterval: 0 });
+  // A Unix socket: small kernel buffers, so the replay soon waits for the client to read.
+  const socketPath = path.join(os.tmpdir(), `sse-resume-${process.pid}-${Date.now()}.sock`);
+  const unixServer = http.createServer(paced.app);
+  await new Promise<void>((resolve) => unixServer.listen(socketPath, resolve));
+  const client = net.connect(socketPath);
+  try {
+    const probe = new RawStream(url(paced, ["p"]));
+    await probe.until((t) => t === ":\n\n");
+    await paced.router.publish([ev("p", "0")]);
+    await probe.until((t) => parseEvents(t).length === 1);
+    const from = parseEvents(probe.text)[0]!.id!;
+    probe.close();
+    const payload = "z".repeat(1024);
+    for (let i = 1; i <= 1500; i += 100) await paced.router.publish(Array.from({ length: 100 }, (_, j) => ev("p", `${i + j} ${payload}`)));
+
+    let text = "";
+    client.setEncoding("latin1");
+    client.write(`GET /events?token=${subscribeToken(SECRET, ["p"])} HTTP/1.1\r\nHost: x\r\nLast-Event-ID: ${from}\r\n\r\n`);
+    client.pause();
+    const replays = paced.router.stats.replays;
+    await eventually(() => paced.router.stats.replays === replays + 1, 5000, "the replay to start");
+    // ~3 MiB on another topic: everything the client has not been sent yet is trimmed.
+    for (let i = 0; i < 30; i++) await paced.router.publish(Array.from({ length: 100 }, () => ev("other", payload)));
+    client.on("data", (chunk: string) => (text += chunk));
+    client.resume();
+    await eventually(() => text.includes("sse:reset"), 10_000, "sse:reset");
+    await paced.router.publish([ev("p", "live")]);
+    await eventually(() => text.includes("data:live"), 10_000, "the live event");
+    // Chunked transfer coding around the frames: take the body's SSE lines only.
+    const body = ("\r\n" + text.slice(text.indexOf("\r\n\r\n") + 4)).replace(/\r\n[0-9a-f]+\r\n/g, "");
+    const got = parseEvents(body);
+    const resetAt = got.findIndex((e) => e.event === "sse:reset");
+    const replayed = got.slice(0, resetAt).map((e) => Number(e.data.split(" ")[0]));
+    expect(replayed.length).toBeLessThan(1500);
+    expect(replayed).toEqual(Array.from({ length: replayed.length }, (_, i) => i + 1));
+    expect(JSON.parse(got[resetAt]!.data)).toEqual({ reason: "history_truncated" });
+    expect(got.slice(resetAt + 1).map((e) => e.data)).toEqual(["live"]);
+  } finally {
+    client.destroy();
+    await paced.close();
+    unixServer.closeAllConnections();
+    await new Promise<void>((resolve) => unixServer.close(() => resolve()));
+  }
+}, 60_000);

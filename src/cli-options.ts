@@ -169,7 +169,8 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   on("SSE_HEALTH", "health", "health", "Serve GET /health (JSON stats)."),
   on("SSE_METRICS", "metrics", "metrics", "Serve GET /metrics (Prometheus)."),
   on("SSE_COMPRESSION", "compression", "compression", "gzip event streams for clients that accept it, compressed once per topic set."),
-  num("SSE_TOKEN_TTL", "token-ttl", "tokenTtl", "SECONDS", "Maximum token age; 0 disables the check."),
+  num("SSE_TOKEN_TTL", "token-ttl", "tokenTtl", "SECONDS", "Maximum token age, and the longest a stream lives (it ends when its token expires); 0 disables both."),
+  num("SSE_EXPIRY_NOTICE", "expiry-notice", "expiryNotice", "SECONDS", "How long before its token expires a stream gets `sse:expiring`; 0 sends none."),
   { env: "SSE_CORS", flag: "cors", target: { router: "cors" }, value: "ORIGINS", parse: cors, defaultText: "*", help: "`*`, `off`, or a comma-separated origin allowlist (allows credentials, for cookie tokens)." },
   { env: "SSE_TOKEN_COOKIE", flag: "token-cookie", target: { router: "tokenCookie" }, value: "NAME", parse: text, defaultText: "none", help: "Cookie that may carry the subscribe token." },
   num("SSE_HEARTBEAT_INTERVAL", "heartbeat-interval", "heartbeatInterval", "MS", "Heartbeat comment interval; 0 disables."),
@@ -184,6 +185,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   num("SSE_MAX_TOPIC_LENGTH", "max-topic-length", "maxTopicLength", "CHARS", "Length of a topic name."),
   num("SSE_MAX_EVENT_NAME_LENGTH", "max-event-name-length", "maxEventNameLength", "CHARS", "Length of an event name."),
   num("SSE_MAX_EVENTS_PER_SUBMIT", "max-events-per-submit", "maxEventsPerSubmit", "N", "Events in one /submit."),
+  num("SSE_IDEMPOTENCY_WINDOW", "idempotency-window", "idempotencyWindow", "MS", "How long a /submit idempotency key is remembered (also with Redis); 0 remembers none."),
 ] satisfies Setting[]);
 
 export interface ParsedSettings {

@@ -160,14 +160,23 @@ function logAccess(logger: Logger, req: http.IncomingMessage, res: http.ServerRe
 export async function startServer(config: ServerConfig, logger: Logger = loggerFor(config)): Promise<RunningServer> {
   let broker: Broker | undefined;
   let redisBroker: InstanceType<typeof RedisModule.RedisBroker> | undefined;
+  let routerOptions = config.router;
   if (config.redisUrl !== undefined) {
     // Loaded only when asked for, so ioredis stays optional.
     const { createRedisBroker } = require("./redis") as typeof RedisModule;
-    const historyAge = config.router.historyAge;
-    redisBroker = createRedisBroker({ url: config.redisUrl, logger, ...(historyAge !== undefined ? { historyAge } : {}) });
+    // History and idempotency belong to the broker: with Redis they go to it, not to the router.
+    const { historyBytes, historyAge, idempotencyWindow, ...rest } = config.router;
+    if (historyBytes !== undefined) logger.warn("SSE_HISTORY_BYTES applies to the in-memory broker only; with Redis, history is bounded by entries and SSE_HISTORY_AGE");
+    routerOptions = rest;
+    redisBroker = createRedisBroker({
+      url: config.redisUrl,
+      logger,
+      ...(historyAge !== undefined ? { historyAge } : {}),
+      ...(idempotencyWindow !== undefined ? { idempotencyWindow } : {}),
+    });
     broker = redisBroker;
   }
-  const router = createSseRouter({ ...config.router, secret: config.secret, broker, logger });
+  const router = createSseRouter({ ...routerOptions, secret: config.secret, broker, logger });
   // Listen only once this instance follows the shared stream, so nothing
   // submitted elsewhere after our startup line is missed here. If Redis is
   // not there yet, start anyway: /submit answers 503 until it is.

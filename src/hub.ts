@@ -7,10 +7,12 @@
  * the hub appends that same Buffer to the pending list of every subscriber
  * of its topic and schedules one flush per event-loop turn, so all events of
  * a turn reach a subscriber in a single write. No per-subscriber timers or
- * closures: one heartbeat timer per hub, one shared `close` listener.
+ * closures: one heartbeat timer per hub, one shared `close` listener, and
+ * one expiry timer walking coarse buckets (./expiry.ts) for token expiry.
  */
-import type { Broker, FramedEvent, ReplayResult, ResetReason } from "./broker";
+import type { Broker, BrokerSink, FramedEvent, PublishOptions, ReplayResult, ResetReason } from "./broker";
 import { SseError, isSseError } from "./errors";
+import { ExpiryBuckets } from "./expiry";
 import { HEARTBEAT, frameEvent, frameRetry, httpChunk } from "./frame";
 import { GzipMember, SharedDeflate, type SharedBatch } from "./gzip-shared";
 import type { EventInput } from "./types";
@@ -22,6 +24,11 @@ export interface Sink {
   destroy(): unknown;
   readonly writableLength: number;
   on(event: "close", listener: () => void): unknown;
+  /** Used while a resume is paced: the next page is written once the sink drained. */
+  once(event: "drain", listener: () => void): unknown;
+  /** Batch a replay page's writes into one (a `http.ServerResponse` has them). */
+  cork?: () => void;
+  uncork?: () => void;
   /** Added by `compression` and similar middleware: push buffered output out now. */
   flush?: () => void;
 }
@@ -33,16 +40,23 @@ export interface Sink {
  * response uses HTTP/1.1 chunked transfer coding.
  */
 export interface DirectSocket {
-  readonly socket: { write(chunk: Buffer): boolean; readonly writableLength: number };
+  readonly socket: {
+    write(chunk: Buffer): boolean;
+    readonly writableLength: number;
+    once(event: "drain", listener: () => void): unknown;
+    cork(): void;
+    uncork(): void;
+  };
   readonly chunked: boolean;
 }
 
 /**
  * Why a subscriber was disconnected: the client went away, it was too slow
  * (buffer bound), the hub shut down, or its resume could not be served
- * because the broker was unavailable (it retries with the same id later).
+ * because the broker was unavailable (it retries with the same id later),
+ * or its token expired (the client reconnects with a fresh token).
  */
-export type DisconnectReason = "client" | "slow" | "shutdown" | "broker";
+export type DisconnectReason = "client" | "slow" | "shutdown" | "broker" | "expired";
 
 export interface HubStats {
   /** Connected subscribers. */
@@ -57,6 +71,12 @@ export interface HubStats {
   readonly replays: number;
   /** Subscribers that asked to resume and got `sse:reset` instead. */
   readonly resets: number;
+  /**
+   * Times the broker could not deliver a stretch of its log to this instance
+   * (e.g. it fell behind trimmed history) and every subscriber was sent
+   * `sse:reset` instead.
+   */
+  readonly brokerResets: number;
   /** Disconnects by reason; see {@link DisconnectReason}. */
   readonly disconnects: Readonly<Record<DisconnectReason, number>>;
 }
@@ -67,9 +87,46 @@ export interface HubOptions {
   readonly heartbeatInterval: number;
   readonly retry: number;
   readonly retryJitter: number;
+  /** Ms before a stream's expiry at which it gets `sse:expiring`; 0 for no notice. */
+  readonly expiryNotice: number;
 }
 
+const CRLF = Buffer.from("\r\n");
+/** Width of an expiry bucket: token timestamps are whole seconds, so expiries fall on bucket edges. */
+const EXPIRY_RESOLUTION = 1000;
+/** Longest delay `setTimeout` takes as given (longer ones fire at once). */
+const MAX_TIMER_DELAY = 2 ** 31 - 1;
+
 const kSubscriber = Symbol("sse-server.subscriber");
+
+/** Largest replay page, in bytes (also at most a quarter of `maxBufferBytes`). */
+const MAX_PAGE_BYTES = 64 * 1024;
+
+/**
+ * A subscriber's resume, from `subscribe` until the first live event newer
+ * than everything replayed. While `held` is set, pages of history are being
+ * written (one page at a time, the next once the socket drained) and live
+ * events are held back; then only `floor` is left: live events not newer
+ * than it were in the replay already (with Redis, an entry's pushed copy can
+ * arrive after a replay read it) and are dropped.
+ */
+class Resume {
+  /** Live events held back while paging, else null (paging done). */
+  held: FramedEvent[] | null = [];
+  heldBytes = 0;
+  /** Times `held` overflowed its bound and was dropped (those events are read from history again). */
+  drops = 0;
+  /** Log position the replay has covered; the next page starts after it. */
+  cursor: string;
+  /** Live events with ids up to this one were replayed (or precede a reset); undefined: none. */
+  floor: string | undefined = undefined;
+  readonly topics: ReadonlySet<string>;
+
+  constructor(lastEventId: string, topics: readonly string[]) {
+    this.cursor = lastEventId;
+    this.topics = new Set(topics);
+  }
+}
 
 /** The shared compressor of one topic set (subscribers whose sorted topics are equal), and its batch of this flush. */
 class GzipTopicSet {
@@ -89,10 +146,13 @@ class Subscriber {
   pending: Buffer | Buffer[] | null = null;
   pendingBytes = 0;
   pendingEvents = 0;
-  /** While a resume is being served: live events held back, else null. */
-  held: FramedEvent[] | null = null;
-  heldBytes = 0;
+  /** While resuming (see {@link Resume}), else null: the hot path checks only this. */
+  resume: Resume | null = null;
   closed = false;
+  /** Unix ms at which the token ends the stream; 0 when it never expires. */
+  expiresAt = 0;
+  /** Key of the expiry bucket this subscriber sits in (its notice, then its end). */
+  expiryKey = 0;
   /** With gzip: this subscriber's member and its topic set's shared compressor. */
   gzip: GzipMember | undefined = undefined;
   gzipSet: GzipTopicSet | undefined = undefined;
@@ -117,6 +177,12 @@ export class Hub {
   private flushes = 0;
   private flushScheduled = false;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly expiry = new ExpiryBuckets<Subscriber>(EXPIRY_RESOLUTION);
+  private expiryTimer: NodeJS.Timeout | undefined;
+  /** When the expiry timer fires (Infinity when unarmed). */
+  private expiryTimerAt = Infinity;
+  /** One-entry cache: subscribers noticed in one walk mostly share their expiry, so they share the frame. */
+  private expiringFrame: { at: number; frame: Buffer } | undefined;
   private closing = false;
   private readonly started: Promise<void>;
   private counters = {
@@ -124,13 +190,16 @@ export class Hub {
     eventsDelivered: 0,
     replays: 0,
     resets: 0,
-    disconnects: { client: 0, slow: 0, shutdown: 0, broker: 0 } as Record<DisconnectReason, number>,
+    brokerResets: 0,
+    disconnects: { client: 0, slow: 0, shutdown: 0, broker: 0, expired: 0 } as Record<DisconnectReason, number>,
   };
 
   constructor(options: HubOptions) {
     this.options = options;
     this.broker = options.broker;
-    this.started = this.broker.start(this.onEvents);
+    // The sink is the fan-out function itself (no wrapper on the hot path), with the reset notice attached.
+    const sink: BrokerSink = Object.assign(this.onEvents, { reset: this.onReset });
+    this.started = this.broker.start(sink);
     // Avoid an unhandled rejection here; publish/subscribe surface the error.
     this.started.catch(() => undefined);
     if (options.heartbeatInterval > 0) {
@@ -152,25 +221,28 @@ export class Hub {
       eventsDelivered: c.eventsDelivered,
       replays: c.replays,
       resets: c.resets,
+      brokerResets: c.brokerResets,
       disconnects: { ...c.disconnects },
     };
   }
 
-  /** Hands events to the broker; resolves once it accepted them. Events must be validated already. */
-  async publish(events: readonly EventInput[]): Promise<void> {
+  /** Hands events to the broker; resolves once it accepted them (or knew the idempotency key). Events and key must be validated already. */
+  async publish(events: readonly EventInput[], options?: PublishOptions): Promise<void> {
     if (this.closing) throw new SseError("closed", "the SSE hub is closed");
     await this.started;
-    if (events.length > 0) await this.broker.publish(events);
+    if (events.length > 0) await this.broker.publish(events, options);
   }
 
   /**
    * Adds a subscriber whose response headers are already sent. Writes the
    * first heartbeat (and `retry:`) at once, then live events. With
    * `lastEventId`, first replays what the subscriber missed, or `sse:reset`.
-   * With `gzip`, everything written is one gzip member (the router has sent
+   * With `expiresAt` (unix ms), sends `sse:expiring` `expiryNotice` before it
+   * (at once when less is left) and ends the stream then. With `gzip`,
+   * everything written is one gzip member (the router has sent
    * `Content-Encoding: gzip`), its compression shared with the topic set.
    */
-  subscribe(sink: Sink, topics: readonly string[], lastEventId?: string, direct?: DirectSocket, gzip = false): void {
+  subscribe(sink: Sink, topics: readonly string[], lastEventId?: string, direct?: DirectSocket, expiresAt?: number, gzip = false): void {
     if (this.closing) throw new SseError("closed", "the SSE hub is closed");
     const sub = new Subscriber(this, sink, topics, direct);
     if (gzip) {
@@ -196,21 +268,13 @@ export class Hub {
     if (retry > 0) hello = Buffer.concat([HEARTBEAT, frameRetry(retry + Math.random() * retryJitter)]);
     sink.write(sub.gzip === undefined ? hello : sub.gzip.own(hello));
     sink.flush?.();
+    if (expiresAt !== undefined) this.scheduleExpiry(sub, expiresAt);
     if (lastEventId !== undefined) {
       // Registered above before asking the broker, so every event that is not
       // in the replay arrives live; live ones are held until the replay is out.
-      sub.held = [];
-      this.started
-        .then(() => this.broker.replay(lastEventId, new Set(topics)))
-        .then(
-          (result) => this.finishReplay(sub, result),
-          (err: unknown) =>
-            // History is there but unreachable right now: end the stream so the
-            // client retries with the same Last-Event-ID, instead of a reset.
-            isSseError(err) && err.code === "broker_unavailable"
-              ? this.remove(sub, "broker")
-              : this.finishReplay(sub, { ok: false, reason: "unknown_id", headId: undefined }),
-        );
+      const resume = new Resume(lastEventId, topics);
+      sub.resume = resume;
+      this.started.then(() => this.nextPage(sub, resume, true), () => this.nextPage(sub, resume, true));
     }
   }
 
@@ -219,6 +283,7 @@ export class Hub {
     if (this.closing) return;
     this.closing = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.flush();
     for (const sub of [...this.all]) this.remove(sub, "shutdown");
   }
@@ -229,44 +294,203 @@ export class Hub {
       const subs = this.byTopic.get(event.topic);
       if (subs === undefined) continue;
       for (const sub of subs) {
-        if (sub.held !== null) this.hold(sub, event);
+        if (sub.resume !== null) this.resuming(sub, sub.resume, event);
         else this.enqueue(sub, event.frame, 1);
       }
     }
   };
 
-  private readonly heartbeat = (): void => {
-    for (const sub of this.all) if (sub.held === null) this.enqueue(sub, HEARTBEAT, 0);
+  /**
+   * The broker skipped a stretch of its log for this instance: every
+   * subscriber gets `sse:reset` (one frame shared by all) before the events
+   * after `headId`. A subscriber whose resume is still being served is ended
+   * instead: its replay may stop before the skipped stretch, and it resumes
+   * with its own Last-Event-ID at once (the broker answers exactly for it).
+   */
+  private readonly onReset = (reason: ResetReason, headId: string | undefined): void => {
+    this.counters.brokerResets++;
+    const frame = resetFrame(reason, headId);
+    for (const sub of [...this.all]) {
+      if (sub.resume !== null && sub.resume.held !== null) this.remove(sub, "broker");
+      else this.enqueue(sub, frame, 0);
+    }
   };
 
-  private hold(sub: Subscriber, event: FramedEvent): void {
-    sub.held!.push(event);
-    sub.heldBytes += event.frame.length;
-    if (sub.heldBytes > this.options.maxBufferBytes) this.remove(sub, "slow");
+  /** Puts a new subscriber in the bucket of its notice (or, without one, of its end). */
+  private scheduleExpiry(sub: Subscriber, expiresAt: number): void {
+    sub.expiresAt = expiresAt;
+    const notice = this.options.expiryNotice;
+    if (notice > 0 && expiresAt - notice <= Date.now()) {
+      // Less than the notice is left: tell the client now, end at expiry.
+      this.enqueue(sub, this.expiringFrameFor(expiresAt), 0);
+      this.expire(sub, expiresAt);
+    } else {
+      this.expire(sub, notice > 0 ? expiresAt - notice : expiresAt);
+    }
   }
 
-  private finishReplay(sub: Subscriber, result: ReplayResult): void {
-    if (sub.closed || sub.held === null) return;
-    const held = sub.held;
-    sub.held = null;
-    sub.heldBytes = 0;
-    let last: string | undefined;
-    if (result.ok) {
-      this.counters.replays++;
-      for (const event of result.events) {
-        this.enqueue(sub, event.frame, 1);
-        last = event.id;
+  private expire(sub: Subscriber, at: number): void {
+    const key = (sub.expiryKey = this.expiry.add(sub, at));
+    if (key < this.expiryTimerAt) this.armExpiryTimer(key);
+  }
+
+  /** Arms the one expiry timer for bucket time `at`, replacing a later one. */
+  private armExpiryTimer(at: number): void {
+    if (this.closing) return;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimerAt = at;
+    this.expiryTimer = setTimeout(this.walkExpiry, Math.min(MAX_TIMER_DELAY, Math.max(0, at - Date.now())));
+    this.expiryTimer.unref();
+  }
+
+  /** The expiry timer: due notices get `sse:expiring` and move to their end's bucket; due ends close the stream. */
+  private readonly walkExpiry = (): void => {
+    this.expiryTimer = undefined;
+    this.expiryTimerAt = Infinity;
+    this.expiry.takeDue(Date.now(), (sub, key) => {
+      if (sub.closed) return;
+      if (key < sub.expiresAt) {
+        this.enqueue(sub, this.expiringFrameFor(sub.expiresAt), 0);
+        this.expire(sub, sub.expiresAt);
+      } else {
+        this.remove(sub, "expired");
       }
-    } else {
+    });
+    const next = this.expiry.next();
+    if (next !== undefined && next < this.expiryTimerAt) this.armExpiryTimer(next);
+  };
+
+  private expiringFrameFor(expiresAt: number): Buffer {
+    const cached = this.expiringFrame;
+    if (cached !== undefined && cached.at === expiresAt) return cached.frame;
+    const frame = expiringFrame(expiresAt);
+    this.expiringFrame = { at: expiresAt, frame };
+    return frame;
+  }
+
+  private readonly heartbeat = (): void => {
+    for (const sub of this.all) if (sub.resume === null || sub.resume.held === null) this.enqueue(sub, HEARTBEAT, 0);
+  };
+
+  /** A live event for a subscriber that is resuming: held, dropped as already replayed, or delivered. */
+  private resuming(sub: Subscriber, resume: Resume, event: FramedEvent): void {
+    const held = resume.held;
+    if (held !== null) {
+      held.push(event);
+      resume.heldBytes += event.frame.length;
+      // Held events count against the subscriber's bound. Past it, drop them
+      // instead of the subscriber: they are in the log, and paging goes on
+      // until a page read after this one reaches the head.
+      if (resume.heldBytes > this.options.maxBufferBytes / 2) {
+        resume.held = [];
+        resume.heldBytes = 0;
+        resume.drops++;
+      }
+      return;
+    }
+    if (resume.floor !== undefined && this.broker.compareIds(event.id, resume.floor) <= 0) return;
+    // The sink delivers in log order: every later event is newer still.
+    sub.resume = null;
+    this.enqueue(sub, event.frame, 1);
+  }
+
+  /** Reads the next page of a resume from the broker, then writes it. */
+  private nextPage(sub: Subscriber, resume: Resume, first: boolean): void {
+    if (sub.closed || sub.resume !== resume) return;
+    const drops = resume.drops;
+    const maxBytes = Math.max(1, Math.min(MAX_PAGE_BYTES, Math.floor(this.options.maxBufferBytes / 4)));
+    this.broker.replay(resume.cursor, resume.topics, { maxBytes }).then(
+      (result) => this.writePage(sub, resume, result, drops, first),
+      (err: unknown) =>
+        // History is there but unreachable right now: end the stream so the
+        // client retries with the last id it got, instead of a reset.
+        isSseError(err) && err.code === "broker_unavailable"
+          ? this.remove(sub, "broker")
+          : this.writePage(sub, resume, { ok: false, reason: "unknown_id", headId: undefined }, drops, first),
+    );
+  }
+
+  /**
+   * Writes one replay page (or `sse:reset`) straight to the socket, sharing
+   * the log's frame Buffers, then reads the next page at once if the socket
+   * took it, else once it drained. The replay is done with a page that
+   * reached the log's head and was read after every dropped held event
+   * arrived; then the held events newer than the replay go out.
+   */
+  private writePage(sub: Subscriber, resume: Resume, result: ReplayResult, drops: number, first: boolean): void {
+    if (sub.closed || sub.resume !== resume) return;
+    if (!result.ok) {
       this.counters.resets++;
-      this.enqueue(sub, resetFrame(result.reason, result.headId), 0);
+      this.writeDirect(sub, [resetFrame(result.reason, result.headId)]);
       // Held live events not newer than the reset's id would go backwards.
-      last = result.headId;
+      resume.floor = result.headId;
+      this.endPaging(sub, resume);
+      return;
     }
+    if (first) this.counters.replays++;
+    const frames = result.events.map((e) => e.frame);
+    const writable = frames.length === 0 || this.writeDirect(sub, frames);
+    this.counters.eventsDelivered += frames.length;
+    resume.cursor = result.next;
+    resume.floor = result.next;
+    if (result.done && resume.drops === drops) {
+      this.endPaging(sub, resume);
+      return;
+    }
+    if (writable) this.nextPage(sub, resume, false);
+    else (sub.direct?.socket ?? sub.sink).once("drain", () => this.nextPage(sub, resume, false));
+  }
+
+  /** The replay is out: held events newer than it follow; older ones are dropped from now on. */
+  private endPaging(sub: Subscriber, resume: Resume): void {
+    const held = resume.held!;
+    resume.held = null;
+    resume.heldBytes = 0;
     for (const event of held) {
-      // Held live events that the replay already contained are skipped: no duplicates.
-      if (last === undefined || this.broker.compareIds(event.id, last) > 0) this.enqueue(sub, event.frame, 1);
+      if (resume.floor !== undefined && this.broker.compareIds(event.id, resume.floor) <= 0) continue;
+      // Held events are in log order: once one is newer, every later live one is too.
+      sub.resume = null;
+      this.enqueue(sub, event.frame, 1);
     }
+    if (resume.floor === undefined) sub.resume = null;
+  }
+
+  /**
+   * Writes frames now, batched into one socket write, without copying them
+   * into a Buffer of their own (a page may be shared by many resuming
+   * subscribers). Returns false once the socket wants a `drain`.
+   */
+  private writeDirect(sub: Subscriber, frames: readonly Buffer[]): boolean {
+    if (sub.gzip !== undefined) {
+      // Not a shared batch: these bytes are this subscriber's own part of its gzip member.
+      const own = sub.gzip.own(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+      // Nothing to write (an empty chunk would end a chunked response).
+      if (own.length === 0) return true;
+      frames = [own];
+    }
+    const direct = sub.direct;
+    let ok = true;
+    if (direct === undefined) {
+      const sink = sub.sink;
+      sink.cork?.();
+      for (const frame of frames) ok = sink.write(frame);
+      sink.uncork?.();
+      sink.flush?.();
+      return ok;
+    }
+    const socket = direct.socket;
+    socket.cork();
+    if (direct.chunked) {
+      let bytes = 0;
+      for (const frame of frames) bytes += frame.length;
+      socket.write(Buffer.from(bytes.toString(16) + "\r\n", "latin1"));
+      for (const frame of frames) socket.write(frame);
+      ok = socket.write(CRLF);
+    } else {
+      for (const frame of frames) ok = socket.write(frame);
+    }
+    socket.uncork();
+    return ok;
   }
 
   private enqueue(sub: Subscriber, frame: Buffer, events: number): void {
@@ -409,7 +633,7 @@ export class Hub {
     if (sub.closed) return;
     sub.closed = true;
     sub.pending = null;
-    sub.held = null;
+    sub.resume = null;
     this.all.delete(sub);
     for (const topic of sub.topics) {
       const set = this.byTopic.get(topic);
@@ -417,13 +641,15 @@ export class Hub {
       set.delete(sub);
       if (set.size === 0) this.byTopic.delete(topic);
     }
+    if (sub.expiresAt !== 0) this.expiry.delete(sub, sub.expiryKey);
     this.counters.disconnects[reason]++;
     const set = sub.gzipSet;
     if (set !== undefined && --set.members === 0) this.gzipSets.delete(set.key);
     // A slow client's buffered bytes would never drain: drop them now so memory
-    // is freed at once. On shutdown, end cleanly so clients see a normal close.
+    // is freed at once. On shutdown, end cleanly so clients see a normal close
+    // (at expiry too: the client reconnects, with a fresh token if it has one).
     if (reason === "slow") sub.sink.destroy();
-    else if (reason === "shutdown" || reason === "broker") {
+    else if (reason !== "client") {
       // A clean end of a gzip stream carries the trailer (CRC-32 and length).
       if (sub.gzip !== undefined) sub.sink.write(sub.gzip.end());
       sub.sink.end();
@@ -457,4 +683,14 @@ function onSinkClose(this: Sink): void {
  */
 export function resetFrame(reason: ResetReason, headId: string | undefined): Buffer {
   return frameEvent("sse:reset", JSON.stringify({ reason }), headId ?? "");
+}
+
+/**
+ * The `sse:expiring` event: the token ends the stream at `expiresAt` (unix
+ * ms). Unlike `sse:reset` it carries no `id:` line: it is not in the event
+ * log, and a frame without `id:` leaves the client's Last-Event-ID as it is,
+ * so a reconnect after it still resumes from the last real event.
+ */
+export function expiringFrame(expiresAt: number): Buffer {
+  return frameEvent("sse:expiring", JSON.stringify({ expiresAt }));
 }

@@ -6,9 +6,23 @@
 export { createSseRouter, STREAM_HEADERS, type SseRouter } from "./router";
 export { DEFAULTS, type SseRouterOptions } from "./options";
 export { SseError, HTTP_STATUS, isSseError, type SseErrorCode } from "./errors";
-export { subscribeToken, submitToken, type EventInput, type PublishEventInput, type JsonValue } from "./tokens";
+export { subscribeToken, submitToken, MAX_IDEMPOTENCY_KEY_LENGTH, type EventInput, type PublishEventInput, type JsonValue } from "./tokens";
 export { createConsoleLogger, DEFAULT_LOGGER, SILENT_LOGGER, LOG_LEVELS, type Logger, type LogLevel, type LogFields, type ConsoleLoggerOptions } from "./logger";
 export { createPublisher, type Publisher, type PublisherOptions } from "./publisher";
-export { MemoryBroker, type Broker, type BrokerSink, type FramedEvent, type MemoryBrokerOptions, type ReplayResult, type ResetReason } from "./broker";
+export {
+  MemoryBroker,
+  MAX_IDEMPOTENCY_KEYS,
+  hasBrokerHealth,
+  type Broker,
+  type BrokerHealth,
+  type BrokerSink,
+  type BrokerState,
+  type FramedEvent,
+  type MemoryBrokerOptions,
+  type PublishOptions,
+  type ReplayOptions,
+  type ReplayResult,
+  type ResetReason,
+} from "./broker";
 export { frameEvent, HEARTBEAT } from "./frame";
 export type { HubStats, DisconnectReason } from "./hub";

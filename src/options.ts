@@ -2,11 +2,11 @@
  * Every option of {@link createSseRouter}, typed in one interface and resolved
  * (defaults applied, validated) exactly once by {@link resolveOptions}.
  */
-import type { Broker } from "./broker";
-import { integerOption, invalid, parseSecret } from "./validate";
+import { MEMORY_BROKER_DEFAULTS, type Broker } from "./broker";
+import { DEFAULT_LOGGER, type Logger } from "./logger";
+import { integerOption, invalid, parseSecret, rejectUnknownKeys } from "./validate";
 
 export { integerOption, parseSecret };
-import { DEFAULT_LOGGER, type Logger } from "./logger";
 
 export interface SseRouterOptions {
   /**
@@ -16,6 +16,15 @@ export interface SseRouterOptions {
   secret: string | Uint8Array;
   /** Maximum token age in seconds, checked against the Branca timestamp. `0` disables the check. Defaults to `86400`. */
   tokenTtl?: number;
+  /**
+   * Seconds before a stream's token expires (Branca timestamp + `tokenTtl`)
+   * at which the stream gets `event:sse:expiring` with data
+   * `{"expiresAt":<unix ms>}`, so a client can fetch a fresh token; at once
+   * when less is left. At expiry the stream ends (disconnect reason
+   * `expired`). `0` sends no notice (the stream still ends at expiry). No
+   * effect with `tokenTtl: 0`. Defaults to `60`.
+   */
+  expiryNotice?: number;
   /** Interval of the `:` heartbeat comment in milliseconds. `0` disables periodic heartbeats. Defaults to `30000`. */
   heartbeatInterval?: number;
   /** Maximum `/submit` body size in bytes. Defaults to `8192`. */
@@ -33,17 +42,32 @@ export interface SseRouterOptions {
   /**
    * Bytes that may wait in a subscriber's socket buffer. A subscriber that
    * falls further behind is disconnected (it can resume from history), never
-   * silently skipped. Defaults to `262144` (256 KiB).
+   * silently skipped. A resume is written in pages of at most a quarter of
+   * it (64 KiB at most), the next once the socket drained; live events held
+   * meanwhile are bounded by half of it (past that they are read from
+   * history again). Defaults to `262144` (256 KiB).
    */
   maxBufferBytes?: number;
   /** Base `retry:` value sent on connect, in ms. `0` sends no `retry:` line. Defaults to `3000`. */
   retry?: number;
   /** Random jitter added to `retry`, uniformly in `[0, retryJitter)` ms, so a restart spreads reconnects. Defaults to `2000`. */
   retryJitter?: number;
-  /** Bytes of event history kept for resume (`Last-Event-ID`). `0` disables history. Defaults to `16777216` (16 MiB). */
+  /**
+   * Bytes of event history kept for resume (`Last-Event-ID`): frame bytes
+   * plus a fixed 200 bytes per event for what an entry costs besides its
+   * frame. `0` disables history. Defaults to `16777216` (16 MiB).
+   */
   historyBytes?: number;
   /** Maximum age of history entries in ms. `0` means no age limit. Defaults to `300000` (5 minutes). */
   historyAge?: number;
+  /**
+   * How long the in-memory broker remembers a `/submit` or `publish()`
+   * idempotency key, in ms: a retry with the same key within it answers 200
+   * without publishing again. `0` remembers none. Ignored when a `broker` is
+   * passed (give the Redis broker its own `idempotencyWindow`). Defaults to
+   * `300000` (5 minutes).
+   */
+  idempotencyWindow?: number;
   /**
    * `Access-Control-Allow-Origin` policy: `"*"` (the original's behaviour), a
    * list of allowed origins (answered with credentials allowed, for cookie
@@ -80,6 +104,7 @@ export interface SseRouterOptions {
 export interface ResolvedOptions {
   readonly key: Buffer;
   readonly tokenTtl: number;
+  readonly expiryNotice: number;
   readonly heartbeatInterval: number;
   readonly bodyLimit: number;
   readonly maxTokenLength: number;
@@ -92,6 +117,7 @@ export interface ResolvedOptions {
   readonly retryJitter: number;
   readonly historyBytes: number;
   readonly historyAge: number;
+  readonly idempotencyWindow: number;
   readonly cors: "*" | ReadonlySet<string> | false;
   readonly tokenCookie: string | undefined;
   readonly broker: Broker | undefined;
@@ -103,6 +129,7 @@ export interface ResolvedOptions {
 
 export const DEFAULTS = Object.freeze({
   tokenTtl: 86_400,
+  expiryNotice: 60,
   heartbeatInterval: 30_000,
   bodyLimit: 8 * 1024,
   maxTokenLength: 16 * 1024,
@@ -113,9 +140,39 @@ export const DEFAULTS = Object.freeze({
   maxBufferBytes: 256 * 1024,
   retry: 3000,
   retryJitter: 2000,
-  historyBytes: 16 * 1024 * 1024,
-  historyAge: 5 * 60_000,
+  ...MEMORY_BROKER_DEFAULTS,
 });
+
+/**
+ * Every key of {@link SseRouterOptions}. `satisfies` makes the compiler insist
+ * that a new option is listed here, so a misspelt key (`tokenTTL`) is always
+ * reported instead of silently ignored.
+ */
+const OPTION_KEYS: readonly string[] = Object.keys({
+  secret: 1,
+  tokenTtl: 1,
+  heartbeatInterval: 1,
+  bodyLimit: 1,
+  maxTokenLength: 1,
+  maxTopics: 1,
+  maxTopicLength: 1,
+  maxEventNameLength: 1,
+  maxEventsPerSubmit: 1,
+  maxBufferBytes: 1,
+  retry: 1,
+  retryJitter: 1,
+  historyBytes: 1,
+  historyAge: 1,
+  cors: 1,
+  tokenCookie: 1,
+  broker: 1,
+  health: 1,
+  metrics: 1,
+  compression: 1,
+  logger: 1,
+  idempotencyWindow: 1,
+  expiryNotice: 1,
+} satisfies Record<keyof SseRouterOptions, 1>);
 
 function boolean(name: string, value: unknown): boolean {
   if (value === undefined) return false;
@@ -134,6 +191,7 @@ function resolveCors(value: SseRouterOptions["cors"]): ResolvedOptions["cors"] {
 
 export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
   if (options === null || typeof options !== "object") invalid("options object with a `secret` is required");
+  rejectUnknownKeys("createSseRouter", options, OPTION_KEYS);
   const tokenCookie = options.tokenCookie;
   if (tokenCookie !== undefined && (typeof tokenCookie !== "string" || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(tokenCookie))) {
     invalid("tokenCookie must be a valid cookie name");
@@ -142,6 +200,11 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
   if (broker !== undefined && (typeof broker !== "object" || typeof broker.publish !== "function")) {
     invalid("broker must implement the Broker interface");
   }
+  if (broker !== undefined && (options.historyBytes !== undefined || options.historyAge !== undefined)) {
+    // History belongs to the broker: silently ignoring these would leave the
+    // operator believing resume keeps what they configured.
+    invalid("historyBytes and historyAge configure the built-in in-memory broker; with `broker`, set history on the broker itself");
+  }
   const logger = options.logger ?? DEFAULT_LOGGER;
   if (typeof logger !== "object" || logger === null || !(["debug", "info", "warn", "error"] as const).every((m) => typeof logger[m] === "function")) {
     invalid("logger must have debug, info, warn and error methods");
@@ -149,6 +212,8 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
   return Object.freeze({
     key: parseSecret(options.secret),
     tokenTtl: integerOption("tokenTtl", options.tokenTtl, DEFAULTS.tokenTtl, 0),
+    // Bounded so that `expiryNotice * 1000` stays a safe timer delay.
+    expiryNotice: integerOption("expiryNotice", options.expiryNotice, DEFAULTS.expiryNotice, 0, 2_000_000),
     heartbeatInterval: integerOption("heartbeatInterval", options.heartbeatInterval, DEFAULTS.heartbeatInterval, 0, 2 ** 31 - 1),
     bodyLimit: integerOption("bodyLimit", options.bodyLimit, DEFAULTS.bodyLimit, 64, 64 * 1024 * 1024),
     maxTokenLength: integerOption("maxTokenLength", options.maxTokenLength, DEFAULTS.maxTokenLength, 64),
@@ -161,6 +226,7 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
     retryJitter: integerOption("retryJitter", options.retryJitter, DEFAULTS.retryJitter, 0, 2 ** 31 - 1),
     historyBytes: integerOption("historyBytes", options.historyBytes, DEFAULTS.historyBytes, 0),
     historyAge: integerOption("historyAge", options.historyAge, DEFAULTS.historyAge, 0),
+    idempotencyWindow: integerOption("idempotencyWindow", options.idempotencyWindow, DEFAULTS.idempotencyWindow, 0),
     cors: resolveCors(options.cors),
     tokenCookie,
     broker,

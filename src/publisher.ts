@@ -4,7 +4,8 @@
  * (Node's global `fetch` pools and reuses them).
  */
 import { SseError, type SseErrorCode, HTTP_STATUS } from "./errors";
-import { parseSecret } from "./validate";
+import type { PublishOptions } from "./broker";
+import { integerOption, parseSecret } from "./validate";
 import { submitToken, type EventInput } from "./tokens";
 
 export interface PublisherOptions {
@@ -18,11 +19,23 @@ export interface PublisherOptions {
   secret: string | Uint8Array;
   /** Per-request timeout in ms. Defaults to `10000`. */
   timeout?: number;
+  /**
+   * Further attempts after a `503` or a failed connection, for calls with an
+   * `idempotencyKey` only (without a key a retry could publish twice). Defaults to `2`.
+   */
+  retries?: number;
+  /** Delay before the first retry in ms, doubled for each further one. Defaults to `500`. */
+  retryDelay?: number;
 }
 
 export interface Publisher {
-  /** Submits events in one request; resolves when the server answered 200. */
-  publish(events: readonly EventInput[]): Promise<void>;
+  /**
+   * Submits events in one request; resolves when the server answered 200.
+   * With `idempotencyKey` (e.g. a UUID per batch), a `503` or a lost
+   * connection is retried with the same key: the server may have stored the
+   * batch already, and answers 200 to the retry without publishing it twice.
+   */
+  publish(events: readonly EventInput[], options?: PublishOptions): Promise<void>;
 }
 
 /** Why fetch failed, in a few words: undici hides the system error code in `cause`. */
@@ -38,27 +51,52 @@ export function createPublisher(options: PublisherOptions): Publisher {
   const base = new URL(options.url);
   if (!base.pathname.endsWith("/")) base.pathname += "/";
   const submitUrl = new URL("submit", base);
-  const timeout = options.timeout ?? 10_000;
-  return {
-    async publish(events) {
-      const res = await fetch(submitUrl, {
+  const timeout = integerOption("timeout", options.timeout, 10_000, 1);
+  const retries = integerOption("retries", options.retries, 2, 0, 100);
+  const retryDelay = integerOption("retryDelay", options.retryDelay, 500, 0);
+
+  /** One POST; `retry` says whether the same token may be sent again (503 or no answer). */
+  async function attempt(body: string): Promise<{ error: SseError; retry: boolean } | undefined> {
+    let res: Response;
+    try {
+      res = await fetch(submitUrl, {
         method: "POST",
         headers: { "content-type": "application/octet-stream" },
-        body: submitToken(key, events),
+        body,
         signal: AbortSignal.timeout(timeout),
-      }).catch((err: unknown) => {
-        // Not broker_unavailable (a 503 from a running hub, worth a retry): the hub itself is not there, or the URL is wrong.
-        throw new SseError("hub_unreachable", `could not reach the SSE hub at ${submitUrl.href} (${networkReason(err, timeout)}); check the url and that the server runs`, { cause: err });
       });
-      if (res.status === 200) {
-        await res.arrayBuffer();
-        return;
+    } catch (err) {
+      // Not broker_unavailable (a 503 from a running hub): the hub itself is not there, or the URL is wrong.
+      // Retried like a 503 all the same: a keyed batch may have arrived before the connection broke.
+      const reason = networkReason(err, timeout);
+      return {
+        error: new SseError("hub_unreachable", `could not reach the SSE hub at ${submitUrl.href} (${reason}); check the url and that the server runs`, { cause: err }),
+        retry: true,
+      };
+    }
+    if (res.status === 200) {
+      await res.arrayBuffer();
+      return undefined;
+    }
+    const json = (await res.json().catch(() => ({}))) as { error?: string; message?: string };
+    const code = (json.error !== undefined && json.error in HTTP_STATUS ? json.error : "internal") as SseErrorCode;
+    // A 404 from a hub almost always means the url misses (or adds) the mount path.
+    const hint = res.status === 404 ? `; is ${base.href} where the router is mounted? (the standalone server serves / unless BASE_PATH is set)` : "";
+    return { error: new SseError(code, `sse-server answered ${res.status}: ${json.message ?? res.statusText}${hint}`), retry: res.status === 503 };
+  }
+
+  return {
+    async publish(events, publishOptions) {
+      const idempotencyKey = publishOptions?.idempotencyKey;
+      // One token for every attempt: the same key, so the server can recognise the retry.
+      const body = submitToken(key, events, { idempotencyKey });
+      const attempts = idempotencyKey === undefined ? 1 : 1 + retries;
+      for (let i = 0; ; i++) {
+        const failed = await attempt(body);
+        if (failed === undefined) return;
+        if (!failed.retry || i + 1 >= attempts) throw failed.error;
+        await new Promise((resolve) => setTimeout(resolve, retryDelay * 2 ** i));
       }
-      const body = (await res.json().catch(() => ({}))) as { error?: string; message?: string };
-      const code = (body.error !== undefined && body.error in HTTP_STATUS ? body.error : "internal") as SseErrorCode;
-      // A 404 from a hub almost always means the url misses (or adds) the mount path.
-      const hint = res.status === 404 ? `; is ${base.href} where the router is mounted? (the standalone server serves / unless BASE_PATH is set)` : "";
-      throw new SseError(code, `sse-server answered ${res.status}: ${body.message ?? res.statusText}${hint}`);
     },
   };
 }

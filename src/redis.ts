@@ -30,7 +30,15 @@
  *   every reconnect it subscribes first, then catches up from the stream
  *   with XREAD after the last entry it delivered, then switches to the
  *   pushed batches, skipping ids it already has: nothing Redis accepted is
- *   skipped, nothing is delivered twice.
+ *   skipped, nothing is delivered twice. While connected, each pushed batch
+ *   names the entry before it; a reader that lacks that entry (stored, never
+ *   pushed) catches up the same way before delivering the batch, and an idle
+ *   reader compares its position with the stream's head every
+ *   `checkInterval`. A stretch that was trimmed before it could be read is
+ *   reported to the hub (`sink.reset`): every subscriber gets `sse:reset`.
+ * - `publish()` with an idempotency key checks and sets `<key>:idem:<k>` in
+ *   the same script as the XADDs, so a retry (after a 503 that may have been
+ *   stored) appends nothing, whichever instance it reaches.
  * - SSE ids are `<epoch>.<stream id>`. The epoch is a random word stored in
  *   Redis next to the stream (`<key>:epoch`, created with SET NX). If Redis
  *   comes back empty, the stream and the epoch are gone together and a new
@@ -50,7 +58,7 @@
 import { randomBytes } from "node:crypto";
 import { decode } from "@msgpack/msgpack";
 import Redis, { type RedisOptions } from "ioredis";
-import type { Broker, BrokerSink, FramedEvent, ReplayResult } from "./broker";
+import type { Broker, BrokerHealth, BrokerSink, BrokerState, FramedEvent, PublishOptions, ReplayOptions, ReplayResult } from "./broker";
 import { SseError } from "./errors";
 import { frameEvent } from "./frame";
 import { DEFAULT_LOGGER, type Logger } from "./logger";
@@ -84,9 +92,24 @@ export interface RedisBrokerOptions {
   /** Entries per XREAD / XRANGE call (catching up, resuming). Defaults to `1000`. */
   readCount?: number;
   /**
+   * How long an idempotency key given to `publish()` (or in a `/submit`
+   * payload) is remembered in Redis, in ms, for every instance on the stream:
+   * a retry with the same key within it appends nothing. `0` remembers none.
+   * Defaults to `300000` (5 minutes).
+   */
+  idempotencyWindow?: number;
+  /**
+   * How often the idle reader checks its connection (PING) and its position
+   * against the stream's newest entry, in ms: an entry that is in the stream
+   * but was never pushed (Redis died between the two) is read from the stream
+   * at the latest about this long after it was added, even if nothing else is
+   * published. Defaults to `15000`.
+   */
+  checkInterval?: number;
+  /**
    * Receives one line on every state change (Redis down / back / emptied,
-   * reader fell behind the trimmed history). Pass `null` to silence. Defaults
-   * to `logger.warn`.
+   * entries read from the stream that were not pushed, reader fell behind the
+   * trimmed history). Pass `null` to silence. Defaults to `logger.warn`.
    */
   log?: ((message: string) => void) | null;
   /** Logger for those lines when `log` is not given (e.g. the router's). Defaults to the library's console logger (warnings to stderr). */
@@ -198,26 +221,48 @@ return {value, head, added}
 
 /**
  * Appends one batch and pushes it to every instance, atomically.
- * KEYS: stream. ARGV: MAXLEN, MINID ("" for none), channel, then topic,
- * event, data of each event. PUBLISHes msgpack `[id, topic, event, data, ...]`.
+ * KEYS: stream, then the idempotency key (optional). ARGV: MAXLEN, MINID (""
+ * for none), channel, idempotency window in ms, then topic, event, data of
+ * each event. PUBLISHes msgpack `[id, topic, event, data, ..., previous id]`:
+ * the id of the stream's newest entry before this batch (`0-0` if none), so a
+ * reader whose last entry is older knows it missed one (stored, never pushed)
+ * and reads it from the stream first. The previous id comes last: readers of
+ * older versions take elements four at a time and ignore it.
+ * Returns the number of events appended, or -1 for a known idempotency key
+ * (a retry of a batch that is already in). The key is set after the XADDs,
+ * so a script that failed half-way leaves no key behind. (No comments inside
+ * the script: Redis hashes its whole text on every EVAL.)
  */
 const PUBLISH_SCRIPT = `
 pcall(redis.replicate_commands)
+if KEYS[2] and redis.call("EXISTS", KEYS[2]) == 1 then return -1 end
+local last = redis.call("XREVRANGE", KEYS[1], "+", "-", "COUNT", 1)
+local prev = "0-0"
+if #last > 0 then prev = last[1][1] end
 local out = {}
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local id = redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[1], "*", "t", ARGV[i], "e", ARGV[i + 1], "d", ARGV[i + 2])
   out[#out + 1] = id
   out[#out + 1] = ARGV[i]
   out[#out + 1] = ARGV[i + 1]
   out[#out + 1] = ARGV[i + 2]
 end
+local n = #out / 4
+out[#out + 1] = prev
 if ARGV[2] ~= "" then redis.call("XTRIM", KEYS[1], "MINID", "~", ARGV[2]) end
+if KEYS[2] then redis.call("SET", KEYS[2], "1", "PX", ARGV[4]) end
 redis.call("PUBLISH", ARGV[3], cmsgpack.pack(out))
-return #out / 4
+return n
 `;
+
+/** XRANGE COUNT of a paged replay's first chunk (later chunks of the same page double it, up to `readCount`). */
+const FIRST_PAGE_COUNT = 64;
 
 /** Pushed batches kept while catching up, at most (older ones are read from the stream again). */
 const MAX_PENDING = 50_000;
+
+/** How long the idle check lets a batch that is already in the stream take to arrive pushed before it reads the stream, in ms (at most). */
+const PUSH_GRACE = 1000;
 
 function newEpoch(): string {
   // 48 random bits in base 36: short in every frame, unique enough per Redis dataset.
@@ -286,7 +331,7 @@ function describe(err: unknown): string {
  * {@link createRedisBroker} and pass it to `createSseRouter({ broker })`;
  * close it after the router.
  */
-export class RedisBroker implements Broker {
+export class RedisBroker implements Broker, BrokerHealth {
   /** Stream key; the epoch lives at `${key}:epoch`. */
   readonly key: string;
   readonly epochKey: string;
@@ -294,6 +339,8 @@ export class RedisBroker implements Broker {
   private readonly historyAge: number;
   private readonly readCount: number;
   private readonly startTimeout: number;
+  private readonly idempotencyWindow: number;
+  private readonly checkInterval: number;
   private readonly log: (message: string) => void;
   /** Pub/sub channel of the stream (channels are global to a Redis server, so it names the database too). */
   readonly channel: string;
@@ -311,6 +358,13 @@ export class RedisBroker implements Broker {
   private needSync = true;
   /** Highest `entries-added` seen for the current epoch (detects a stream restored from an older copy). */
   private knownAdded = 0;
+  /**
+   * Redis 7's `entries-added` of the stream as of the entry at {@link cursor}
+   * (a lower bound: it counts only entries this reader saw since an exact
+   * anchor), or undefined when unknown. Tells exactly whether entries after
+   * the cursor were trimmed before this reader got them.
+   */
+  private addedAtCursor: number | undefined;
   /** The command connection ran the sync script since it (re)connected; publishing waits for it. */
   private cmdSynced: Promise<void> | undefined;
   /** Pushed batches go straight to the sink (else into `pending` while catching up). */
@@ -331,6 +385,8 @@ export class RedisBroker implements Broker {
     this.historyAge = integerOption("historyAge", options.historyAge, 5 * 60_000, 0);
     this.readCount = integerOption("readCount", options.readCount, 1000, 1);
     this.startTimeout = integerOption("startTimeout", options.startTimeout, 5000, 0);
+    this.idempotencyWindow = integerOption("idempotencyWindow", options.idempotencyWindow, 5 * 60_000, 0);
+    this.checkInterval = integerOption("checkInterval", options.checkInterval, 15_000, 1, 2 ** 31 - 1);
     const publishTimeout = integerOption("publishTimeout", options.publishTimeout, 5000, 1);
     const logger = options.logger ?? DEFAULT_LOGGER;
     const log = options.log === undefined ? (m: string) => logger.warn("redis: " + m) : options.log;
@@ -393,6 +449,18 @@ export class RedisBroker implements Broker {
     return this.epoch !== undefined && !this.closed;
   }
 
+  /**
+   * `ready` while both connections are up and pushed batches go straight to
+   * the hub; `catching_up` while connected and reading the stream after a
+   * (re)connect or a gap; `unavailable` while a connection is down (or
+   * before the first sync, or after close): publishing answers 503 then.
+   */
+  get state(): BrokerState {
+    if (this.closed || this.epoch === undefined) return "unavailable";
+    if (this.cmd.status !== "ready" || !this.readerReady()) return "unavailable";
+    return this.live ? "ready" : "catching_up";
+  }
+
   /** Resolves `true` once {@link ready} (after `start()`), or `false` after `timeout` ms. */
   async waitUntilReady(timeout: number): Promise<boolean> {
     const deadline = Date.now() + timeout;
@@ -400,7 +468,7 @@ export class RedisBroker implements Broker {
     return this.ready;
   }
 
-  async publish(events: readonly EventInput[]): Promise<void> {
+  async publish(events: readonly EventInput[], options?: PublishOptions): Promise<void> {
     if (this.closed) throw new SseError("closed", "the Redis broker is closed");
     if (events.length === 0) return;
     if (this.epoch === undefined) throw new SseError("broker_unavailable", "the event broker (Redis) is not connected yet; events were not accepted, retry shortly");
@@ -420,25 +488,32 @@ export class RedisBroker implements Broker {
     const args: (string | number)[] = [this.historyLength];
     // Age bound on Redis's own clock (the ids the reader saw), so instance clock skew cannot over-trim.
     args.push(this.historyAge > 0 && this.cursor.ms > this.historyAge ? String(this.cursor.ms - this.historyAge) : "");
-    args.push(this.channel);
+    args.push(this.channel, this.idempotencyWindow);
     for (const e of events) args.push(e.topic, e.event, e.data);
+    // The key lives in Redis, so a retry is recognised on any instance of the stream.
+    const key = options?.idempotencyKey;
+    const keys = key === undefined || this.idempotencyWindow === 0 ? [this.key] : [this.key, this.key + ":idem:" + key];
     try {
-      await this.cmd.eval(PUBLISH_SCRIPT, 1, this.key, ...args);
+      await this.cmd.eval(PUBLISH_SCRIPT, keys.length, ...keys, ...args);
     } catch (err) {
       // Reported to the caller (503); the read loop logs outages.
       throw unavailable(err);
     }
   }
 
-  async replay(lastEventId: string, topics: ReadonlySet<string>): Promise<ReplayResult> {
+  async replay(lastEventId: string, topics: ReadonlySet<string>, options: ReplayOptions = {}): Promise<ReplayResult> {
     const wanted = parseEventId(lastEventId);
+    const maxBytes = options.maxBytes ?? Infinity;
+    // A paged replay reads small chunks first (a page of large events is
+    // done after a few entries), doubling while the topics are sparse.
+    let count = Number.isFinite(maxBytes) ? Math.min(this.readCount, FIRST_PAGE_COUNT) : this.readCount;
     let replies: [Error | null, unknown][] | null = null;
     for (let attempt = 0; attempt < 2; attempt++) {
       // One snapshot: epoch, stream info and the first chunk.
       const multi = this.cmd.multi();
       multi.call("GET", this.epochKey);
       multi.call("XINFO", "STREAM", this.key);
-      if (wanted) multi.call("XRANGE", this.key, "(" + formatStreamId(wanted.id), "+", "COUNT", this.readCount);
+      if (wanted) multi.call("XRANGE", this.key, "(" + formatStreamId(wanted.id), "+", "COUNT", count);
       try {
         replies = await multi.exec();
         // No epoch yet (Redis just came back empty): create it the one safe way, then look again.
@@ -456,25 +531,39 @@ export class RedisBroker implements Broker {
     if (wanted === undefined || wanted.epoch !== epoch || compareStreamIds(wanted.id, head) > 0) {
       return { ok: false, reason: "unknown_id", headId };
     }
-    if (compareStreamIds(wanted.id, head) === 0) return { ok: true, events: [] };
+    if (compareStreamIds(wanted.id, head) === 0) return { ok: true, events: [], next: lastEventId, done: true };
     if (info === undefined || this.trimmedAfter(info, wanted.id)) return { ok: false, reason: "history_truncated", headId };
 
     const events: FramedEvent[] = [];
+    let bytes = 0;
     let chunk = result(replies, 2) as Entry[];
     let cursor = wanted.id;
+    let done = false;
     for (;;) {
       for (const [id, fields] of chunk) {
         cursor = parseStreamId(id) ?? cursor;
         const topic = field(fields, "t");
         if (topic === undefined || !topics.has(topic)) continue;
         const eventId = epoch + "." + id;
-        events.push({ id: eventId, topic, frame: frameEvent(field(fields, "e") ?? "", field(fields, "d") ?? "", eventId) });
+        const frame = frameEvent(field(fields, "e") ?? "", field(fields, "d") ?? "", eventId);
+        events.push({ id: eventId, topic, frame });
+        bytes += frame.length;
+        // The page is full: the next one starts after this entry.
+        if (bytes >= maxBytes) break;
+      }
+      if (bytes >= maxBytes) {
+        done = compareStreamIds(cursor, head) >= 0;
+        break;
       }
       // Everything up to the head seen at the start is enough: newer entries reach the hub live.
-      if (chunk.length < this.readCount || compareStreamIds(cursor, head) >= 0) break;
+      if (chunk.length < count || compareStreamIds(cursor, head) >= 0) {
+        done = true;
+        break;
+      }
+      count = Math.min(this.readCount, count * 2);
       const next = this.cmd.multi();
       next.call("XINFO", "STREAM", this.key);
-      next.call("XRANGE", this.key, "(" + formatStreamId(cursor), "+", "COUNT", this.readCount);
+      next.call("XRANGE", this.key, "(" + formatStreamId(cursor), "+", "COUNT", count);
       try {
         replies = await next.exec();
       } catch (err) {
@@ -485,7 +574,7 @@ export class RedisBroker implements Broker {
       if (now === undefined || this.trimmedAfter(now, cursor)) return { ok: false, reason: "history_truncated", headId };
       chunk = result(replies, 1) as Entry[];
     }
-    return { ok: true, events };
+    return { ok: true, events, next: epoch + "." + formatStreamId(cursor), done };
   }
 
   compareIds(a: string, b: string): number {
@@ -518,7 +607,34 @@ export class RedisBroker implements Broker {
   private trimmedAfter(info: StreamInfo, after: StreamId): boolean {
     if (compareStreamIds(info.lastGenerated, after) <= 0) return false;
     if (info.maxDeleted !== undefined && compareStreamIds(info.maxDeleted, after) > 0) return true;
+    // Redis 7 counts every entry ever added: all still there means none trimmed
+    // (e.g. reading a stream that came back empty from its start, 0-0, which
+    // the first-entry test below would take for a trimmed one).
+    if (info.entriesAdded > 0 && info.entriesAdded === info.length) return false;
+    // Redis 6.2 has no count: from 0-0 the first-entry test would always say
+    // trimmed, and a needless reset of every subscriber after each empty
+    // restart is worse than missing a trim past historyLength during one.
+    if (info.entriesAdded === 0 && compareStreamIds(after, ZERO) === 0) return false;
     return info.firstEntry === undefined || compareStreamIds(info.firstEntry, after) > 0;
+  }
+
+  /**
+   * Did entries after the cursor leave the stream (trimmed, deleted) before
+   * this reader read them? Exact with Redis 7's count of entries ever added
+   * when the count at the cursor is known: all entries left are newer than
+   * the cursor, so were all added after it still there? (The age bound trims
+   * the cursor's own entry after a quiet `historyAge`; that alone is no
+   * loss.) Otherwise {@link trimmedAfter}'s safe guess.
+   */
+  private missedAfterCursor(info: StreamInfo): boolean {
+    const at = this.addedAtCursor;
+    if (at === undefined || info.entriesAdded === 0) return this.trimmedAfter(info, this.cursor);
+    if (compareStreamIds(info.lastGenerated, this.cursor) <= 0) return false;
+    if (info.firstEntry !== undefined && compareStreamIds(info.firstEntry, this.cursor) <= 0) {
+      // The cursor's entry (or an older one) is still there: trimming removed nothing newer; XDEL might have.
+      return info.maxDeleted !== undefined && compareStreamIds(info.maxDeleted, this.cursor) > 0;
+    }
+    return info.entriesAdded - at > info.length;
   }
 
   private markDown(err: unknown): void {
@@ -567,7 +683,7 @@ export class RedisBroker implements Broker {
           continue;
         }
         if (!this.needSync) {
-          await this.waitWake(15_000);
+          await this.waitWake(this.checkInterval);
           if (this.needSync || this.closed || !this.readerReady()) continue;
           // An idle subscribed connection would not notice a silently dead
           // link (half-open TCP) for minutes: ping it; on failure reconnect
@@ -577,6 +693,7 @@ export class RedisBroker implements Broker {
             this.markDown(err);
             this.reader.disconnect(true);
           });
+          if (!this.needSync && !this.closed) await this.checkHead();
           continue;
         }
         this.needSync = false;
@@ -599,7 +716,7 @@ export class RedisBroker implements Broker {
     }
   }
 
-  /** A pushed batch: to the sink when live, else kept until the catch-up is done. */
+  /** A pushed batch from Redis. */
   private onMessage(channel: Buffer, message: Buffer): void {
     if (this.closed || channel.toString() !== this.channel) return;
     let flat: unknown[];
@@ -608,14 +725,29 @@ export class RedisBroker implements Broker {
       if (!Array.isArray(flat)) throw new Error("not an array");
     } catch {
       // Cannot happen with our script; if it does, read the stream instead of guessing.
-      this.needSync = true;
-      this.live = false;
-      this.wake?.();
+      this.resync();
       return;
     }
+    this.receive(flat);
+  }
+
+  /**
+   * A pushed batch: to the sink when live and nothing is missing before it,
+   * else kept until a catch-up has read the stream. Missing: the batch says
+   * which entry preceded it in the stream, and that entry is newer than the
+   * last one this reader has (it was stored but never pushed, e.g. Redis
+   * died between the XADD and the PUBLISH of its batch).
+   */
+  private receive(flat: unknown[]): void {
     if (this.live) {
-      this.deliverPushed(flat);
-      return;
+      const prev = flat.length % 4 === 1 ? parseStreamId(flat[flat.length - 1]) : undefined;
+      if (prev === undefined || compareStreamIds(prev, this.cursor) <= 0) {
+        this.deliverPushed(flat);
+        return;
+      }
+      this.log(`entries after ${formatStreamId(this.cursor)} up to ${formatStreamId(prev)} were stored but not pushed; reading them from the stream`);
+      // The catch-up reads the stream from the cursor (this batch included), in order, without duplicates.
+      this.resync();
     }
     this.pending.push(flat);
     this.pendingEntries += flat.length / 4;
@@ -624,6 +756,34 @@ export class RedisBroker implements Broker {
       this.pendingEntries = 0;
       this.overflows++;
     }
+  }
+
+  /** Stops delivering pushed batches and has the loop catch up from the stream (they wait in `pending`). */
+  private resync(): void {
+    this.needSync = true;
+    this.live = false;
+    this.wake?.();
+  }
+
+  /**
+   * The idle check (Centrifugo calls it positioning): is the stream's newest
+   * entry newer than the last one read, and still so a moment later (time
+   * for a batch on its way to arrive pushed)? Then it was never pushed: read
+   * the stream. A failed check is left to the connection's own error handling.
+   */
+  private async checkHead(): Promise<void> {
+    let head: StreamId | undefined;
+    try {
+      const last = (await this.cmd.xrevrange(this.key, "+", "-", "COUNT", 1)) as Entry[];
+      head = last.length > 0 ? parseStreamId(last[0]![0]) : undefined;
+    } catch {
+      return;
+    }
+    if (head === undefined || compareStreamIds(head, this.cursor) <= 0) return;
+    await this.waitWake(Math.min(PUSH_GRACE, this.checkInterval));
+    if (this.closed || this.needSync || !this.live || compareStreamIds(head, this.cursor) <= 0) return;
+    this.log(`the stream's entries after ${formatStreamId(this.cursor)} up to ${formatStreamId(head)} were stored but not pushed; reading them from the stream`);
+    this.resync();
   }
 
   /** Runs {@link SYNC_SCRIPT} on `conn` with what this instance knows. */
@@ -655,6 +815,8 @@ export class RedisBroker implements Broker {
     if (this.epoch === undefined) {
       // First start: live events from now on; older ones are history.
       this.cursor = head;
+      // Redis 6.2 reports no count (0) for a stream that has entries.
+      this.addedAtCursor = compareStreamIds(head, ZERO) === 0 ? 0 : added || undefined;
     } else if (epoch !== this.epoch) {
       this.log(
         compareStreamIds(from, ZERO) === 0
@@ -662,6 +824,9 @@ export class RedisBroker implements Broker {
           : `stream ${this.key} went back in time (Redis restored an older copy?); reading on from ${formatStreamId(from)}, old event ids now get sse:reset`,
       );
       if (compareStreamIds(from, this.cursor) < 0) this.cursor = from;
+      // A stream that came back empty starts from nothing; a restored one is known only if nothing was added since.
+      this.addedAtCursor =
+        compareStreamIds(this.cursor, ZERO) === 0 ? 0 : compareStreamIds(this.cursor, head) === 0 ? added || undefined : undefined;
       this.knownAdded = 0;
     }
     this.knownAdded = Math.max(this.knownAdded, added);
@@ -674,11 +839,17 @@ export class RedisBroker implements Broker {
       const replies = await multi.exec();
       const info = parseInfo(resultOrUndefined(replies, 0));
       if (info !== undefined) this.knownAdded = Math.max(this.knownAdded, info.entriesAdded);
-      if (info !== undefined && this.trimmedAfter(info, this.cursor)) {
+      if (info !== undefined && this.missedAfterCursor(info)) {
+        // The stretch cannot be read any more: skip to the head and tell every
+        // subscriber (sse:reset with the head's id) rather than deliver around a silent hole.
         this.log(
           `this instance fell behind the stream's history (entries after ${formatStreamId(this.cursor)} were trimmed before it read them); ` +
-            "its subscribers missed events: raise historyLength/historyAge",
+            `its subscribers get sse:reset and continue after ${formatStreamId(info.lastGenerated)}: raise historyLength/historyAge`,
         );
+        this.cursor = info.lastGenerated;
+        this.addedAtCursor = info.entriesAdded || undefined;
+        if (!this.closed) this.sink?.reset?.("history_truncated", this.epoch + "." + formatStreamId(info.lastGenerated));
+        continue;
       }
       const n = this.deliverRead(result(replies, 1));
       // At the head, and nothing pushed meanwhile was dropped: the rest is in `pending`.
@@ -688,7 +859,8 @@ export class RedisBroker implements Broker {
     const pending = this.pending;
     this.pending = [];
     this.pendingEntries = 0;
-    for (const flat of pending) this.deliverPushed(flat);
+    // Through the gap check: one may show a later gap, then the rest waits for the next catch-up.
+    for (const flat of pending) this.receive(flat);
   }
 
   /** Frames the entries of an XREAD reply once and hands them to the sink in order. */
@@ -716,6 +888,7 @@ export class RedisBroker implements Broker {
     const streamId = parseStreamId(id);
     if (streamId === undefined || compareStreamIds(streamId, this.cursor) <= 0) return false;
     this.cursor = streamId;
+    if (this.addedAtCursor !== undefined) this.addedAtCursor++;
     // Not ours (someone else wrote to the key): skip it.
     if (typeof topic !== "string") return true;
     const eventId = this.epoch! + "." + (id as string);

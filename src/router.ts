@@ -6,12 +6,12 @@
 import { ServerResponse, type IncomingMessage } from "node:http";
 import express, { type NextFunction, type Request, type Response, type Router } from "express";
 import { acceptsGzip } from "./accept-encoding";
-import { MemoryBroker } from "./broker";
+import { MemoryBroker, hasBrokerHealth, type Broker, type BrokerState, type PublishOptions } from "./broker";
 import { RESPONSE_ERROR_CODE, SseError, isSseError } from "./errors";
 import { Hub, type DirectSocket, type HubStats } from "./hub";
 import type { Logger } from "./logger";
 import { resolveOptions, type ResolvedOptions, type SseRouterOptions } from "./options";
-import { createTokenOpener, parsePublishEvents, parseSubmitPayload, parseSubscribePayload, type PublishEventInput } from "./tokens";
+import { createTokenOpener, parseIdempotencyKey, parsePublishEvents, parseSubmitPayload, parseSubscribePayload, type PublishEventInput } from "./tokens";
 
 /** Headers of every event stream; frozen so nothing mutates them per request. */
 export const STREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
@@ -27,9 +27,11 @@ export interface SseRouter extends Router {
   /**
    * Publishes events to this router's topics (and, with a shared broker,
    * everywhere). Resolves once the broker accepted them. `data` may be any
-   * JSON value; a non-string is sent as `JSON.stringify(data)`.
+   * JSON value; a non-string is sent as `JSON.stringify(data)`. With
+   * `idempotencyKey`, a retry after a failure (a `broker_unavailable` may
+   * still mean stored) resolves without publishing twice.
    */
-  publish(events: readonly PublishEventInput[]): Promise<void>;
+  publish(events: readonly PublishEventInput[], options?: PublishOptions): Promise<void>;
   /** Ends every stream cleanly, stops timers, closes the broker if this router created it. */
   close(): Promise<void>;
   /** A snapshot of counters; see {@link HubStats}. */
@@ -55,13 +57,16 @@ const ROUTE_METHODS: Readonly<Record<string, string>> = Object.freeze({
 export function createSseRouter(options: SseRouterOptions): SseRouter {
   const opts = resolveOptions(options);
   const ownsBroker = opts.broker === undefined;
-  const broker = opts.broker ?? new MemoryBroker({ historyBytes: opts.historyBytes, historyAge: opts.historyAge });
+  const broker =
+    opts.broker ??
+    new MemoryBroker({ historyBytes: opts.historyBytes, historyAge: opts.historyAge, idempotencyWindow: opts.idempotencyWindow });
   const hub = new Hub({
     broker,
     maxBufferBytes: opts.maxBufferBytes,
     heartbeatInterval: opts.heartbeatInterval,
     retry: opts.retry,
     retryJitter: opts.retryJitter,
+    expiryNotice: opts.expiryNotice * 1000,
   });
 
   const router = express.Router() as unknown as SseRouter;
@@ -75,7 +80,8 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     if (hub.closed) throw new SseError("closed", "the SSE hub is closed");
     const query = queryOf(req);
     const token = findToken(req, query, opts.tokenCookie);
-    const topics = parseSubscribePayload(openToken(token), opts);
+    const opened = openToken(token);
+    const topics = parseSubscribePayload(opened.payload, opts);
     const lastEventId = findLastEventId(req, query);
     res.removeHeader("X-Powered-By");
     // Node adds `Connection: keep-alive` unless told otherwise; the header is
@@ -96,7 +102,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     // Events must not wait for Nagle (a no-op where the server already set it,
     // Node's default). No TCP keep-alive: the heartbeat detects dead peers.
     req.socket.setNoDelay(true);
-    hub.subscribe(res, topics, lastEventId, directSocket(res), gzip);
+    hub.subscribe(res, topics, lastEventId, directSocket(res), opened.expiresAt, gzip);
     // Per-request state of the routing layer would stay reachable from the
     // request for the whole life of the stream (the `next` closure chain and
     // the parsed URL, ~2 KB per subscriber); nothing runs after this handler.
@@ -116,8 +122,8 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
       const body: unknown = req.body;
       const token = Buffer.isBuffer(body) ? body.toString("latin1").trim() : "";
       if (token === "") throw new SseError("token_missing", "POST /submit needs a token as the request body");
-      const events = parseSubmitPayload(openToken(token), opts);
-      await hub.publish(events);
+      const { events, idempotencyKey } = parseSubmitPayload(openToken(token).payload, opts);
+      await hub.publish(events, { idempotencyKey });
       send(res, 200);
     },
   );
@@ -128,14 +134,19 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   });
 
   if (opts.health) {
+    // A load-balancer check: 503 while this instance cannot deliver (closing,
+    // or its broker unavailable), 200 otherwise (catching up takes moments).
     router.get("/health", (req, res) => {
       cors(req, res);
-      send(res, hub.closed ? 503 : 200, { status: hub.closed ? "closing" : "ok", ...hub.stats });
+      const state = brokerState(broker);
+      const status = hub.closed ? "closing" : state === undefined || state === "ready" ? "ok" : state;
+      const body = state === undefined ? { status, ...hub.stats } : { status, broker: state, ...hub.stats };
+      send(res, status === "closing" || status === "unavailable" ? 503 : 200, body);
     });
   }
   if (opts.metrics) {
     router.get("/metrics", (_req, res) => {
-      send(res, 200, prometheus(hub.stats), "text/plain; version=0.0.4; charset=utf-8");
+      send(res, 200, prometheus(hub.stats, brokerState(broker)), "text/plain; version=0.0.4; charset=utf-8");
     });
   }
 
@@ -159,7 +170,8 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
 
   Object.defineProperties(router, {
     publish: {
-      value: async (events: readonly PublishEventInput[]): Promise<void> => hub.publish(parsePublishEvents(events, opts)),
+      value: async (events: readonly PublishEventInput[], options?: PublishOptions): Promise<void> =>
+        hub.publish(parsePublishEvents(events, opts), { idempotencyKey: parseIdempotencyKey(options?.idempotencyKey) }),
     },
     close: {
       value: async (): Promise<void> => {
@@ -316,6 +328,11 @@ function errorHandler(err: unknown, req: IncomingMessage, res: ServerResponse, l
   send(res, sseError.status, sseError.toJSON());
 }
 
+/** The broker's state, if it reports one ({@link BrokerHealth}). */
+function brokerState(broker: Broker): BrokerState | undefined {
+  return hasBrokerHealth(broker) ? broker.state : undefined;
+}
+
 /** Errors from body-parser and friends carry `type`/`status`; give them our codes. */
 function toSseError(err: unknown): SseError {
   if (isSseError(err)) return err;
@@ -337,12 +354,20 @@ const METRICS: ReadonlyArray<readonly [string, "gauge" | "counter", string, (s: 
   ["sse_events_delivered_total", "counter", "Event frames written to subscribers.", (s) => s.eventsDelivered],
   ["sse_replays_total", "counter", "Resumes served from history.", (s) => s.replays],
   ["sse_resets_total", "counter", "Resumes answered with sse:reset.", (s) => s.resets],
+  ["sse_broker_resets_total", "counter", "Stretches of the log the broker could not deliver (every subscriber got sse:reset).", (s) => s.brokerResets],
 ];
 
-function prometheus(stats: HubStats): string {
+const BROKER_STATES: readonly BrokerState[] = ["ready", "catching_up", "unavailable"];
+
+function prometheus(stats: HubStats, brokerState: BrokerState | undefined): string {
   const lines: string[] = [];
   for (const [name, type, help, read] of METRICS) {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${read(stats)}`);
+  }
+  if (brokerState !== undefined) {
+    // One series per state, 1 for the current one: alerts can match on the label.
+    lines.push("# HELP sse_broker_state Broker state (1 for the current one).", "# TYPE sse_broker_state gauge");
+    for (const state of BROKER_STATES) lines.push(`sse_broker_state{state="${state}"} ${state === brokerState ? 1 : 0}`);
   }
   lines.push("# HELP sse_disconnects_total Subscriber disconnects by reason.", "# TYPE sse_disconnects_total counter");
   for (const [reason, n] of Object.entries(stats.disconnects)) lines.push(`sse_disconnects_total{reason="${reason}"} ${n}`);

@@ -153,20 +153,64 @@ function withJsonData(raw: unknown, i: number): unknown {
   return { ...(raw as object), data: json };
 }
 
-/** Validates a decoded submit payload and returns its events in order. */
-export function parseSubmitPayload(bytes: Uint8Array, limits: PayloadLimits): EventInput[] {
+
+/** Longest idempotency key accepted, in UTF-16 code units (a UUID has 36): keeps remembered keys small. */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
+
+/**
+ * Validates an optional idempotency key (from a submit payload or
+ * `publish()`): absent (`undefined`, msgpack nil) or a non-empty string of
+ * at most {@link MAX_IDEMPOTENCY_KEY_LENGTH} characters.
+ */
+export function parseIdempotencyKey(value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  const key = asString(value, "idempotencyKey");
+  if (key === "") bad("idempotencyKey must not be empty");
+  return checkName(key, "idempotencyKey", MAX_IDEMPOTENCY_KEY_LENGTH);
+}
+
+/** A validated submit payload. */
+export interface SubmitPayload {
+  readonly events: EventInput[];
+  readonly idempotencyKey: string | undefined;
+}
+
+/**
+ * Validates a decoded submit payload: its events in order and its optional
+ * idempotency key (`idempotencyKey` beside `events`, or the second element
+ * of the positional form; servers before it ignore it as an unknown key).
+ */
+export function parseSubmitPayload(bytes: Uint8Array, limits: PayloadLimits): SubmitPayload {
   const payload = decodeMsgpack(bytes, limits);
-  return parseEvents(field(payload, "events", 0, "submit payload"), limits);
+  const events = parseEvents(field(payload, "events", 0, "submit payload"), limits);
+  const key = Array.isArray(payload) ? payload[1] : (payload as Record<string, unknown>)["idempotencyKey"];
+  return { events, idempotencyKey: parseIdempotencyKey(key) };
+}
+
+/** An opened token: its payload and, when a TTL applies, the moment it stops being accepted. */
+export interface OpenedToken {
+  readonly payload: Buffer;
+  /**
+   * Unix ms from which this token is rejected as expired, or `undefined`
+   * when the TTL is 0 (never). The Branca check rejects when `timestamp + ttl
+   * < now` in whole seconds, so the token is accepted through the whole
+   * second `timestamp + ttl`: it expires at `(timestamp + ttl + 1) * 1000`.
+   * Live streams end exactly then, so a reconnect with it is refused (401).
+   */
+  readonly expiresAt: number | undefined;
 }
 
 /**
  * A verifier bound to one key and its limits: decrypts and checks a token,
- * returning the payload bytes. `ttl` 0 disables the age check.
+ * returning the payload bytes and its expiry. `ttl` 0 disables the age check.
  */
-export function createTokenOpener(key: Uint8Array, ttl: number, maxLength: number): (token: string) => Buffer {
+export function createTokenOpener(key: Uint8Array, ttl: number, maxLength: number): (token: string) => OpenedToken {
   const codec = createBrancaCodec(key); // key schedule once per router, not per token
   const options = { ttl: ttl > 0 ? ttl : undefined, maxLength };
-  return (token) => codec.decode(token, options).payload;
+  return (token) => {
+    const { payload, timestamp } = codec.decode(token, options);
+    return { payload, expiresAt: ttl > 0 ? (timestamp + ttl + 1) * 1000 : undefined };
+  };
 }
 
 /**
@@ -183,15 +227,23 @@ export function subscribeToken(secret: string | Uint8Array, topics: readonly str
 /**
  * Mints a submit token: the raw body of `POST /submit`.
  * @param secret 64 hex characters or 32 bytes, the server's `SSE_SECRET`.
+ * @param options.idempotencyKey sent as `idempotencyKey` beside `events`: a
+ *   retry with the same key within the server's window publishes nothing again.
  */
-export function submitToken(secret: string | Uint8Array, events: readonly EventInput[]): string {
+export function submitToken(
+  secret: string | Uint8Array,
+  events: readonly EventInput[],
+  options: { idempotencyKey?: string } = {},
+): string {
   // Only what the server would surely refuse; its limits are its own (and tests mint over-limit tokens on purpose).
   events.forEach((e, i) => {
     if (e.topic === "") bad(`events[${i}].topic must not be empty`);
     if (e.event === "") bad(`events[${i}].event must not be empty`);
   });
-  return brancaEncode(
-    parseSecret(secret),
-    encode({ events: events.map((e) => ({ topic: e.topic, event: e.event, data: e.data })) }),
-  );
+  const payload: { events: EventInput[]; idempotencyKey?: string } = {
+    events: events.map((e) => ({ topic: e.topic, event: e.event, data: e.data })),
+  };
+  // Left out when absent, so tokens without a key stay byte-compatible with older minting code.
+  if (options.idempotencyKey !== undefined) payload.idempotencyKey = options.idempotencyKey;
+  return brancaEncode(parseSecret(secret), encode(payload));
 }

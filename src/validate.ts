@@ -37,3 +37,16 @@ export function integerOption(name: string, value: unknown, fallback: number, mi
   }
   return value;
 }
+
+/**
+ * Throws `invalid_option` naming the first key of `options` that is not in
+ * `known`, with the known key it most likely meant (same letters ignoring
+ * case, e.g. `tokenTTL` → `tokenTtl`).
+ */
+export function rejectUnknownKeys(what: string, options: object, known: readonly string[]): void {
+  for (const key of Object.keys(options)) {
+    if (known.includes(key)) continue;
+    const meant = known.find((k) => k.toLowerCase() === key.toLowerCase());
+    invalid(`${what}: unknown option "${key}"${meant === undefined ? "" : `; did you mean "${meant}"?`} (known: ${known.join(", ")})`);
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Resume with the Redis broker under steady publishing (issue 11, item 3 and
+ * the busy-backlog item): a replay's XRANGE can see an entry whose pushed
+ * copy reaches the hub only after the replay was written, so the hub must
+ * drop live events not newer than what it replayed, whenever they arrive;
+ * and a large backlog is paged as the socket drains, so a reader that keeps
+ * up catches up in one connection even while the stream is busy.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import express from "express";
+import { RedisBroker } from "../src/redis";
+import type { SseRouterOptions } from "../src/options";
+import { createSseRouter, type SseRouter } from "../src/router";
+import { submitToken, subscribeToken, type EventInput } from "../src/tokens";
+import { CliServer, SECRET, SseClient, submit, twoInstancesOnRedis, waitFor } from "./helpers/redis";
+
+const env = twoInstancesOnRedis();
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+let keys = 0;
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+}, 20_000);
+
+/** A router on its own Redis broker (its own stream key), served on a free port. */
+async function routerOnRedis(options: Partial<SseRouterOptions> = {}): Promise<{ router: SseRouter; base: string }> {
+  const broker = new RedisBroker({ url: env.redis.url, key: `resume:${++keys}`, log: null });
+  const router = createSseRouter({ secret: SECRET, broker, retry: 0, ...options });
+  const app = express();
+  app.use("/", router);
+  const server = http.createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanups.push(async () => {
+    await router.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await broker.close();
+  });
+  await waitFor(() => broker.ready, 5000, "broker ready");
+  return { router, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+const ev = (n: number, data = ""): EventInput => ({ topic: "t", event: "n", data: `${n}${data}` });
+
+/** Runs `publishOne(n)` for n = 0, 1, ... every ~`everyMs` until stopped; resolves with how many were published. */
+function steadyPublisher(publishOne: (n: number) => Promise<unknown>, everyMs: number): { stop(): Promise<number> } {
+  let running = true;
+  let n = 0;
+  const done = (async () => {
+    while (running) {
+      await publishOne(n++);
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+    return n;
+  })();
+  return {
+    async stop() {
+      running = false;
+      return done;
+    },
+  };
+}
+
+/**
+ * Resumes `rounds` times, each from the last id the previous stream got,
+ * reading a couple of events each time; checks every response on its own
+ * (no duplicate) and all together (no gap): the numbers are 0, 1, 2, ...
+ */
+async function resumeRepeatedly(open: (round: number, lastId: string | undefined) => Promise<SseClient>, rounds: number): Promise<{ duplicates: number; numbers: number[] }> {
+  const numbers: number[] = [];
+  let duplicates = 0;
+  let lastId: string | undefined;
+  for (let round = 0; round < rounds; round++) {
+    const client = await open(round, lastId);
+    await client.waitForEvents(2, 10_000);
+    client.close();
+    const ids = client.events.map((e) => e.id!);
+    duplicates += ids.length - new Set(ids).size;
+    numbers.push(...client.events.map((e) => Number(e.data)));
+    lastId = client.lastId;
+  }
+  return { duplicates, numbers };
+}
+
+/** Each number is one more than the one before (no duplicate, no gap). */
+function expectConsecutive(numbers: number[]): void {
+  const wrong = numbers.findIndex((n, i) => n !== numbers[0]! + i);
+  expect(wrong === -1 ? "consecutive" : `at ${wrong}: ${numbers.slice(Math.max(0, wrong - 3), wrong + 3).join(",")}`).toBe("consecutive");
+}
+
+test("one instance: resuming hundreds of times under an event every ~5 ms never repeats or skips an event", async () => {
+  const { router, base } = await routerOnRedis();
+  const token = subscribeToken(SECRET, ["t"]);
+  const publisher = steadyPublisher((n) => router.publish([ev(n)]), 5);
+  try {
+    const { duplicates, numbers } = await resumeRepeatedly((_round, lastId) => SseClient.open(base, token, lastId), 300);
+    expect(duplicates).toBe(0);
+    expectConsecutive(numbers);
+  } finally {
+    await publisher.stop();
+  }
+}, 120_000);
+
+test("two instances: published on one, resumed alternately on both, never repeats or skips an event", async () => {
+  const publisher = steadyPublisher((n) => submit(env.a.url, submitToken(SECRET, [ev(n)])), 5);
+  try {
+    const servers: CliServer[] = [env.a, env.b];
+    const { duplicates, numbers } = await resumeRepeatedly((round, lastId) => env.subscribe(servers[round % 2]!, ["t"], lastId), 300);
+    expect(duplicates).toBe(0);
+    expectConsecutive(numbers);
+  } finally {
+    await publisher.stop();
+  }
+}, 120_000);
+
+test("a backlog of several MB while the topic stays busy: a reader that keeps up catches up in one connection, every event once, in order", async () => {
+  const { router, base } = await routerOnRedis({ maxBufferBytes: 64 * 1024 });
+  const token = subscribeToken(SECRET, ["t"]);
+  const first = await SseClient.open(base, token);
+  cleanups.push(() => first.close());
+  await router.publish([ev(0)]);
+  await first.waitForEvents(1);
+  const from = first.lastId!;
+  first.close();
+  // ~6 MB of history after `from`.
+  const payload = " " + "x".repeat(1000);
+  let n = 1;
+  for (let batch = 0; batch < 60; batch++) await router.publish(Array.from({ length: 100 }, () => ev(n++, payload)));
+  const backlog = n;
+  // The topic stays busy while the reader catches up: its live events are
+  // more than the bound allows to hold while the replay is being written.
+  const publisher = steadyPublisher((i) => router.publish(Array.from({ length: 10 }, (_, j) => ev(backlog + i * 10 + j, payload))), 2);
+  let published: number;
+  const reader = await SseClient.open(base, token, from);
+  cleanups.push(() => reader.close());
+  try {
+    await waitFor(() => reader.events.length >= backlog - 1 || reader.closed, 60_000, "the backlog");
+  } finally {
+    published = backlog + (await publisher.stop()) * 10;
+  }
+  await router.publish([{ topic: "t", event: "end", data: "" }]);
+  await waitFor(() => reader.events.some((e) => e.event === "end") || reader.closed, 30_000, "the end marker");
+  expect(reader.closed).toBe(false);
+  expect(router.stats.disconnects.slow).toBe(0);
+  const numbers = reader.data("n").map((d) => Number.parseInt(d, 10));
+  expect(numbers.length).toBe(published - 1);
+  expectConsecutive(numbers);
+  expect(numbers[0]).toBe(1);
+}, 120_000);

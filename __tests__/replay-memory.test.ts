@@ -1,0 +1,136 @@
+/**
+ * Replay is paced by the socket (issue 11, item 2): 150 clients resume into
+ * megabytes of history and never read. Each may cost at most about its
+ * `maxBufferBytes` (one page of shared history frames in its socket buffer,
+ * a bounded list of held live events), so memory stays within
+ * N × maxBufferBytes + a fixed margin while live events keep flowing; a fast
+ * client resuming meanwhile gets every event exactly once, in order.
+ *
+ * The stalled clients connect over a Unix socket (small kernel buffers, so
+ * the server sees backpressure at once and the machine's TCP memory is left
+ * alone), as in memory.test.ts.
+ */
+import http from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import v8 from "node:v8";
+import vm from "node:vm";
+import { subscribeToken } from "../src/tokens";
+import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";
+
+const MAX_BUFFER = 64 * 1024;
+const HISTORY = 8 * 1024 * 1024;
+const N = 150;
+const EVENT_BYTES = 1024;
+/** Events in history before the clients resume: ~5 MiB. */
+const BACKLOG = 5000;
+const MiB = 1024 * 1024;
+
+/** A real gc() when the runtime allows it (no --expose-gc needed); else undefined. */
+function findGc(): (() => void) | undefined {
+  try {
+    v8.setFlagsFromString("--expose-gc");
+    const gc = vm.runInNewContext("gc") as unknown;
+    return typeof gc === "function" ? (gc as () => void) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+const gc = findGc();
+
+/** Live memory outside the JS heap's bookkeeping that frames and socket buffers use (after collecting garbage, when possible). */
+function liveBytes(): number {
+  if (gc) {
+    gc();
+    gc();
+  }
+  const m = process.memoryUsage();
+  return m.heapUsed + m.external;
+}
+
+let srv: TestServer;
+let unixServer: http.Server;
+let unixPath: string;
+const stalled: net.Socket[] = [];
+
+beforeAll(async () => {
+  srv = await startServer({ retry: 0, maxBufferBytes: MAX_BUFFER, historyBytes: HISTORY, heartbeatInterval: 0 });
+  unixPath = path.join(os.tmpdir(), `sse-replay-memory-${process.pid}-${Date.now()}.sock`);
+  unixServer = http.createServer(srv.app);
+  await new Promise<void>((resolve) => unixServer.listen(unixPath, resolve));
+});
+
+afterAll(async () => {
+  for (const s of stalled) s.destroy();
+  await srv.close();
+  unixServer.closeAllConnections();
+  await new Promise<void>((resolve) => unixServer.close(() => resolve()));
+});
+
+const payload = "x".repeat(EVENT_BYTES);
+const ev = (n: number) => ({ topic: "h", event: "e", data: `${n} ${payload}` });
+
+test(`${N} stalled clients resuming into MBs of history: memory stays within N × maxBufferBytes + margin; a fast resume gets every event once, in order`, async () => {
+  const requestPath = `/events?token=${subscribeToken(SECRET, ["h"])}`;
+  // The first event's id gives the epoch; ids then count up by one per event.
+  const probe = new RawStream(`${srv.base}${requestPath}`);
+  await probe.until((t) => t === ":\n\n");
+  await srv.router.publish([ev(0)]);
+  await probe.until((t) => parseEvents(t).length === 1);
+  const firstId = parseEvents(probe.text)[0]!.id!;
+  probe.close();
+  const epoch = firstId.slice(0, firstId.lastIndexOf("-"));
+  const firstSeq = Number(firstId.slice(firstId.lastIndexOf("-") + 1));
+  let sent = 1;
+  while (sent < BACKLOG) {
+    await srv.router.publish(Array.from({ length: 100 }, () => ev(sent++)));
+  }
+
+  const base = liveBytes();
+  for (let i = 0; i < N; i++) {
+    // Each resumes from a different point in the first half of the backlog.
+    const from = `${epoch}-${firstSeq + Math.floor((i * BACKLOG) / (2 * N))}`;
+    const socket = net.connect(unixPath);
+    socket.on("error", () => undefined);
+    socket.write(`GET ${requestPath} HTTP/1.1\r\nHost: x\r\nLast-Event-ID: ${from}\r\n\r\n`);
+    socket.pause();
+    stalled.push(socket);
+  }
+  await eventually(() => srv.router.stats.subscribers === N && srv.router.stats.replays === N, 15_000, `${N} resuming subscribers`);
+  // Stalled, with nothing else going on: each holds what it was given until it reads.
+  let peak = 0;
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    peak = Math.max(peak, liveBytes() - base);
+  }
+
+  // A fast client resumes from the oldest event while live events keep coming.
+  const fast = new RawStream(`${srv.base}${requestPath}`, { "Last-Event-ID": firstId });
+  for (let tick = 0; tick < 40; tick++) {
+    await srv.router.publish(Array.from({ length: 20 }, () => ev(sent++)));
+    await new Promise((r) => setTimeout(r, 25));
+    if (tick % 5 === 0) peak = Math.max(peak, liveBytes() - base);
+  }
+  peak = Math.max(peak, liveBytes() - base);
+  // Live memory grew by at most each stalled client's bound plus a margin
+  // (history growth from the live events, the fast reader's text).
+  const bound = N * MAX_BUFFER;
+  const margin = 24 * MiB;
+  if (process.env["MEMORY_STATS"]) console.log({ gc: gc !== undefined, peak, bound });
+  expect({ peak, ok: peak <= bound + margin }).toEqual({ peak, ok: true });
+
+  await srv.router.publish([{ topic: "h", event: "end", data: "" }]);
+
+  await fast.until((t) => t.slice(-64).includes("event:end\n"), 30_000);
+  const events = parseEvents(fast.text);
+  expect(events.pop()?.event).toBe("end");
+  const numbers = events.map((e) => Number(e.data.slice(0, e.data.indexOf(" "))));
+  expect(numbers.length).toBe(sent - 1);
+  expect(numbers.every((n, i) => n === i + 1)).toBe(true);
+  expect(fast.ended).toBe(false);
+  fast.close();
+
+  for (const s of stalled.splice(0)) s.destroy();
+  await eventually(() => srv.router.stats.subscribers === 0, 10_000, "everyone to leave");
+}, 120_000);
