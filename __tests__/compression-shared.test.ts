@@ -9,6 +9,7 @@
 import http from "node:http";
 import { randomBytes } from "node:crypto";
 import { acceptsGzip } from "../src/accept-encoding";
+import { createSseRouter } from "../src/router";
 import { subscribeToken } from "../src/tokens";
 import { PyGunzip } from "./helpers/pygunzip";
 import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";
@@ -287,4 +288,8 @@ test("compression off (the default): gzip is never sent and Vary is untouched", 
   expect(s.headers["vary"] ?? "").not.toContain("Accept-Encoding");
   s.close();
   await srv.close();
+});
+
+test("compression must be a boolean: invalid_option", () => {
+  expect(() => createSseRouter({ secret: SECRET, compression: "gzip" as never })).toThrow(expect.objectContaining({ code: "invalid_option" }));
 });
