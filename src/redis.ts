@@ -428,6 +428,7 @@ export class RedisBroker implements Broker, BrokerHealth {
       this.cmdSynced = undefined;
     });
     this.reader.on("ready", () => this.wake?.());
+    this.cmd.on("ready", () => this.wake?.());
   }
 
   /** Connects, finds the stream's head and starts the read loop. Resolves when following the stream, or after `startTimeout` (then keeps trying). */
@@ -678,7 +679,9 @@ export class RedisBroker implements Broker, BrokerHealth {
     let failures = 0;
     while (!this.closed) {
       try {
-        if (!this.readerReady()) {
+        // The catch-up reads through the command connection: wait for both
+        // (it may come up after the reader, and fails fast while it is not).
+        if (!this.readerReady() || this.cmd.status !== "ready") {
           await this.waitWake(1000);
           continue;
         }
