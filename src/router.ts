@@ -5,12 +5,17 @@
  */
 import { ServerResponse, type IncomingMessage } from "node:http";
 import express, { type NextFunction, type Request, type Response, type Router } from "express";
+import { Admission, type AdmissionStats, type ShedReason } from "./admission";
 import { MemoryBroker } from "./broker";
 import { RESPONSE_ERROR_CODE, SseError, isSseError } from "./errors";
+import { frameRetry } from "./frame";
 import { Hub, type DirectSocket, type HubStats } from "./hub";
 import type { Logger } from "./logger";
 import { resolveOptions, type ResolvedOptions, type SseRouterOptions } from "./options";
-import { createTokenOpener, parsePublishEvents, parseSubmitPayload, parseSubscribePayload, type PublishEventInput } from "./tokens";
+import { Presence } from "./presence";
+import { HOOK_TIMEOUT, Sessions, runSubscribeHook, type SubscribeInfo } from "./sessions";
+import { createTokenOpener, parsePresencePayload, parsePublishEvents, parseSubmitPayload, parseSubscribeToken, type PublishEventInput } from "./tokens";
+import { Webhook, type WebhookStats } from "./webhook";
 
 /** Headers of every event stream; frozen so nothing mutates them per request. */
 export const STREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
@@ -31,14 +36,26 @@ export interface SseRouter extends Router {
   publish(events: readonly PublishEventInput[]): Promise<void>;
   /** Ends every stream cleanly, stops timers, closes the broker if this router created it. */
   close(): Promise<void>;
-  /** A snapshot of counters; see {@link HubStats}. */
-  readonly stats: HubStats;
+  /** A snapshot of counters; see {@link RouterStats}. */
+  readonly stats: RouterStats;
+  /**
+   * Subscribers per topic: on this instance, plus, with a broker that shares
+   * presence (Redis), every other live instance (see the README on how
+   * current that is). Rejects with `broker_unavailable` while Redis is away.
+   */
+  presence(topics: readonly string[]): Promise<Record<string, number>>;
+}
+
+/** The hub's counters plus admission control and, with `webhookUrl`, the webhook's. */
+export interface RouterStats extends HubStats, AdmissionStats {
+  readonly webhook?: WebhookStats;
 }
 
 const MAX_LAST_EVENT_ID = 256;
 const ROUTE_METHODS: Readonly<Record<string, string>> = Object.freeze({
   "/events": "GET, HEAD, OPTIONS",
   "/submit": "POST, OPTIONS",
+  "/presence": "POST, OPTIONS",
   "/ping": "GET, HEAD, OPTIONS",
   "/health": "GET, HEAD, OPTIONS",
   "/metrics": "GET, HEAD, OPTIONS",
@@ -55,13 +72,24 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   const opts = resolveOptions(options);
   const ownsBroker = opts.broker === undefined;
   const broker = opts.broker ?? new MemoryBroker({ historyBytes: opts.historyBytes, historyAge: opts.historyAge });
-  const hub = new Hub({
+  // The hub reports joins and leaves to `sessions` (created below, once the hub exists for presence).
+  const hub: Hub = new Hub({
     broker,
+    observer: {
+      subscribed: (sink, topics) => sessions.subscribed(sink, topics),
+      unsubscribed: (sink, topics, reason) => sessions.unsubscribed(sink, topics, reason),
+    },
     maxBufferBytes: opts.maxBufferBytes,
     heartbeatInterval: opts.heartbeatInterval,
     retry: opts.retry,
     retryJitter: opts.retryJitter,
   });
+
+  const admission = new Admission(opts);
+  const presence = new Presence(hub, broker, opts.logger);
+  const webhook = opts.webhookUrl === undefined ? undefined : new Webhook({ url: opts.webhookUrl, key: opts.key, maxQueue: opts.webhookQueue, logger: opts.logger });
+  const sessions = new Sessions({ admission, presence, webhook, onUnsubscribe: opts.onUnsubscribe, logger: opts.logger });
+  const stats = (): RouterStats => ({ ...hub.stats, ...admission.stats, ...(webhook !== undefined ? { webhook: webhook.stats } : {}) });
 
   const router = express.Router() as unknown as SseRouter;
   const openToken = createTokenOpener(opts.key, opts.tokenTtl, opts.maxTokenLength);
@@ -69,25 +97,56 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   // one routing step less on every connect.
   const cors = (req: IncomingMessage, res: ServerResponse) => applyCors(opts, req, res);
 
-  router.get("/events", (req, res) => {
+  router.get("/events", async (req, res) => {
     cors(req, res);
     if (hub.closed) throw new SseError("closed", "the SSE hub is closed");
+    // Rate and instance cap before the token: a connect storm costs no decryption.
+    const gated = admission.gate();
+    if (gated !== undefined) return shed(req, res, opts, gated);
     const query = queryOf(req);
     const token = findToken(req, query, opts.tokenCookie);
-    const topics = parseSubscribePayload(openToken(token), opts);
+    const payload = parseSubscribeToken(openToken(token), opts);
+    const topics = payload.topics;
     const lastEventId = findLastEventId(req, query);
+    const subject = payload.sub;
+    const refused = admission.admit(subject);
+    if (refused !== undefined) return shed(req, res, opts, refused);
+    // From here the slot is ours: given back by `sessions` when the stream ends, or below.
+    const info: SubscribeInfo = { topics, sub: subject, token: payload.payload, remoteAddress: req.socket.remoteAddress, lastEventId };
+    if (opts.onSubscribe !== undefined) {
+      let verdict: typeof HOOK_TIMEOUT | undefined;
+      try {
+        verdict = await runSubscribeHook(opts.onSubscribe, info, opts.hookTimeout);
+      } catch (err) {
+        admission.release(subject);
+        if (isSseError(err) && err.status < 500) admission.refused();
+        throw err;
+      }
+      if (verdict === HOOK_TIMEOUT) {
+        admission.release(subject);
+        return shed(req, res, opts, admission.shed("hook_timeout"));
+      }
+      // The client left, or the hub closed, while the hook ran.
+      if (req.socket.destroyed || hub.closed) {
+        admission.release(subject);
+        if (hub.closed) throw new SseError("closed", "the SSE hub is closed");
+        return;
+      }
+    }
     res.removeHeader("X-Powered-By");
     // Node adds `Connection: keep-alive` unless told otherwise; the header is
     // illegal in HTTP/2 and proxies must not see it.
     res.removeHeader("Connection");
     res.writeHead(200, STREAM_HEADERS);
     if (req.method === "HEAD") {
+      admission.release(subject);
       res.end();
       return;
     }
     // Events must not wait for Nagle (a no-op where the server already set it,
     // Node's default). No TCP keep-alive: the heartbeat detects dead peers.
     req.socket.setNoDelay(true);
+    sessions.starting(res, info, payload.presence);
     hub.subscribe(res, topics, lastEventId, directSocket(res));
     // Per-request state of the routing layer would stay reachable from the
     // request for the whole life of the stream (the `next` closure chain and
@@ -114,6 +173,22 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     },
   );
 
+  router.post(
+    "/presence",
+    (req: IncomingMessage, res: ServerResponse, next: NextFunction) => {
+      cors(req, res);
+      next();
+    },
+    express.raw({ type: () => true, limit: opts.bodyLimit }),
+    async (req: Request, res: Response) => {
+      const body: unknown = req.body;
+      const token = Buffer.isBuffer(body) ? body.toString("latin1").trim() : "";
+      if (token === "") throw new SseError("token_missing", "POST /presence needs a token as the request body");
+      const topics = parsePresencePayload(openToken(token), opts);
+      send(res, 200, { counts: await presence.counts(topics) });
+    },
+  );
+
   router.get("/ping", (req, res) => {
     cors(req, res);
     send(res, 200);
@@ -122,12 +197,12 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   if (opts.health) {
     router.get("/health", (req, res) => {
       cors(req, res);
-      send(res, hub.closed ? 503 : 200, { status: hub.closed ? "closing" : "ok", ...hub.stats });
+      send(res, hub.closed ? 503 : 200, { status: hub.closed ? "closing" : "ok", ...stats() });
     });
   }
   if (opts.metrics) {
     router.get("/metrics", (_req, res) => {
-      send(res, 200, prometheus(hub.stats), "text/plain; version=0.0.4; charset=utf-8");
+      send(res, 200, prometheus(stats()), "text/plain; version=0.0.4; charset=utf-8");
     });
   }
 
@@ -156,10 +231,21 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     close: {
       value: async (): Promise<void> => {
         hub.close();
+        // Before the broker closes: withdraw this instance's counts, send the last notices.
+        await presence.close();
+        await webhook?.close();
         if (ownsBroker) await broker.close();
       },
     },
-    stats: { get: () => hub.stats, enumerable: true },
+    presence: {
+      value: async (topics: readonly string[]): Promise<Record<string, number>> => {
+        if (!Array.isArray(topics) || !topics.every((t) => typeof t === "string")) {
+          throw new SseError("payload_invalid", "presence() takes an array of topic names");
+        }
+        return presence.counts([...new Set(topics)]);
+      },
+    },
+    stats: { get: stats, enumerable: true },
   });
   return router;
 }
@@ -282,6 +368,44 @@ function applyCors(opts: ResolvedOptions, req: IncomingMessage, res: ServerRespo
   }
 }
 
+const EVENT_STREAM = /(^|,)\s*text\/event-stream\s*(;|,|$)/i;
+
+/**
+ * Answers a connection refused by admission control ({@link ShedReason}).
+ *
+ * WHATWG HTML, "Server-sent events", processing the response: a status other
+ * than 200 (or a Content-Type other than text/event-stream) makes the user
+ * agent *fail the connection*: readyState becomes CLOSED and a conforming
+ * EventSource never reconnects. A normal end of a 200 stream instead makes it
+ * *reestablish the connection* after its reconnection time. So a request that
+ * accepts `text/event-stream` gets 200, the stream headers, a jittered
+ * `retry:` (the reconnection time) and the end of the stream at once: the
+ * browser comes back by itself, spread out. Other clients get `503` with
+ * `Retry-After`.
+ * https://html.spec.whatwg.org/multipage/server-sent-events.html#fail-the-connection
+ */
+function shed(req: IncomingMessage, res: ServerResponse, opts: ResolvedOptions, reason: ShedReason): void {
+  // At least a second, spread over at least another: shed clients must not come back in one wave.
+  const wait = Math.max(opts.retry, 1000) + Math.random() * Math.max(opts.retryJitter, 1000);
+  const why = reason === "hook_timeout" ? "the subscription could not be checked in time" : `over the ${SHED_LIMIT[reason]} limit`;
+  opts.logger.debug(`${req.method} ${pathOf(req)} shed: ${why}`, { reason });
+  if (req.method === "GET" && EVENT_STREAM.test(req.headers.accept ?? "")) {
+    res.removeHeader("X-Powered-By");
+    res.removeHeader("Connection");
+    res.writeHead(200, STREAM_HEADERS);
+    res.end(frameRetry(wait));
+    return;
+  }
+  res.setHeader("Retry-After", String(Math.ceil(wait / 1000)));
+  throw new SseError("over_capacity", `${why}; retry later`);
+}
+
+const SHED_LIMIT: Readonly<Record<Exclude<ShedReason, "hook_timeout">, string>> = Object.freeze({
+  connections: "maxConnections",
+  subject: "maxConnectionsPerSubject",
+  rate: "connectRate",
+});
+
 /**
  * The one place that maps errors to HTTP. Never echoes tokens or bodies.
  * Every error reaching here is answered; none is passed on to the host app.
@@ -331,12 +455,22 @@ const METRICS: ReadonlyArray<readonly [string, "gauge" | "counter", string, (s: 
   ["sse_resets_total", "counter", "Resumes answered with sse:reset.", (s) => s.resets],
 ];
 
-function prometheus(stats: HubStats): string {
+function prometheus(stats: RouterStats): string {
   const lines: string[] = [];
   for (const [name, type, help, read] of METRICS) {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${read(stats)}`);
   }
   lines.push("# HELP sse_disconnects_total Subscriber disconnects by reason.", "# TYPE sse_disconnects_total counter");
   for (const [reason, n] of Object.entries(stats.disconnects)) lines.push(`sse_disconnects_total{reason="${reason}"} ${n}`);
+  lines.push("# HELP sse_shed_total Connections refused by admission control, by limit.", "# TYPE sse_shed_total counter");
+  for (const [reason, n] of Object.entries(stats.shed)) lines.push(`sse_shed_total{reason="${reason}"} ${n}`);
+  lines.push("# HELP sse_subscribe_refused_total Subscriptions refused by the onSubscribe hook.", "# TYPE sse_subscribe_refused_total counter", `sse_subscribe_refused_total ${stats.refused}`);
+  const webhook = stats.webhook;
+  if (webhook !== undefined) {
+    lines.push("# HELP sse_webhook_notices_total Webhook notices by outcome.", "# TYPE sse_webhook_notices_total counter");
+    lines.push(`sse_webhook_notices_total{result="sent"} ${webhook.sent}`, `sse_webhook_notices_total{result="dropped"} ${webhook.dropped}`);
+    lines.push("# HELP sse_webhook_queue Webhook notices waiting.", "# TYPE sse_webhook_queue gauge", `sse_webhook_queue ${webhook.queued}`);
+    lines.push("# HELP sse_webhook_failures_total Failed webhook requests (retried).", "# TYPE sse_webhook_failures_total counter", `sse_webhook_failures_total ${webhook.failures}`);
+  }
   return lines.join("\n") + "\n";
 }
