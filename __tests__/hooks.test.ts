@@ -8,6 +8,8 @@ import { encode } from "@msgpack/msgpack";
 import request from "supertest";
 import { brancaEncode } from "../src/branca";
 import { SseError } from "../src/errors";
+import { parseSettings } from "../src/cli-options";
+import { createSseRouter } from "../src/router";
 import type { SubscribeInfo, UnsubscribeReason } from "../src/sessions";
 import { subscribeToken } from "../src/tokens";
 import { RawStream, SECRET, eventually, startServer, type TestServer } from "./helpers/sse";
@@ -112,4 +114,29 @@ describe("onUnsubscribe reasons", () => {
       { sub: "stays", reason: "shutdown" },
     ]);
   });
+});
+
+describe("options of issue 14 are validated once, with invalid_option", () => {
+  test.each([
+    [{ onSubscribe: 5 }, "onSubscribe must be a function; got number"],
+    [{ onUnsubscribe: "x" }, "onUnsubscribe must be a function; got string"],
+    [{ hookTimeout: 0 }, "hookTimeout must be an integer between 1 and 2147483647; got 0"],
+    [{ maxConnections: -1 }, "maxConnections must be an integer >= 0; got -1"],
+    [{ maxConnectionsPerSubject: 1.5 }, "maxConnectionsPerSubject must be an integer >= 0; got 1.5"],
+    [{ connectRate: "10" }, "connectRate must be an integer >= 0; got 10"],
+    [{ connectBurst: 0 }, "connectBurst must be an integer >= 1; got 0"],
+    [{ webhookUrl: "ftp://example.com/" }, "webhookUrl must be an http:// or https:// URL, e.g. http://127.0.0.1:3000/sse-notices"],
+    [{ webhookQueue: 0 }, "webhookQueue must be an integer >= 1; got 0"],
+  ])("%j", (bad, message) => {
+    expect(() => createSseRouter({ secret: SECRET, ...(bad as object) })).toThrow(expect.objectContaining({ code: "invalid_option", message }));
+  });
+});
+
+test("standalone settings SSE_MAX_CONNECTIONS, SSE_CONNECT_RATE, SSE_WEBHOOK_URL reach the router options", () => {
+  const env = { SSE_MAX_CONNECTIONS: "5000", SSE_CONNECT_RATE: "200", SSE_WEBHOOK_URL: "http://127.0.0.1:3000/notices" };
+  expect(parseSettings({}, env).router).toEqual({ maxConnections: 5000, connectRate: 200, webhookUrl: "http://127.0.0.1:3000/notices" });
+  expect(parseSettings({ "max-connections": "7" }, {}).router).toEqual({ maxConnections: 7 });
+  expect(() => parseSettings({}, { SSE_WEBHOOK_URL: "127.0.0.1:3000" })).toThrow(
+    "SSE_WEBHOOK_URL (--webhook-url): webhookUrl must be an http:// or https:// URL, e.g. http://127.0.0.1:3000/sse-notices",
+  );
 });
