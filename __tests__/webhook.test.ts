@@ -70,6 +70,8 @@ test("notices wait while the app is down, streams go on, and arrive once it is b
       expect(Object.keys(first).sort()).toEqual(["remoteAddress", "sub", "time", "topics", "type"]);
       expect(first.topics).toEqual(["w"]);
       expect(typeof first.time).toBe("number");
+      // The receiver has them; the hub counts them once it read the answer.
+      await eventually(() => srv.router.stats.webhook!.sent === 4, 5000, "the answer to be read");
       expect(srv.router.stats.webhook).toMatchObject({ sent: 4, dropped: 0, queued: 0 });
     } finally {
       await srv.close();

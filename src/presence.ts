@@ -95,8 +95,10 @@ export class Presence {
     return Object.fromEntries(topics.map((t, i) => [t, this.hub.subscriberCount(t) + (remote?.[i] ?? 0)]));
   }
 
-  /** Local counts of `topics` changed (a subscriber joined or left). */
+  /** Local counts changed (a subscriber joined or left). */
   changed(): void {
+    // Nobody to tell: no other instances, no sse:presence streams (counts are read from the hub on demand).
+    if (this.remote === undefined && this.watchers.size === 0) return;
     this.localDirty = true;
     this.schedule();
   }

@@ -88,7 +88,14 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   const admission = new Admission(opts);
   const presence = new Presence(hub, broker, opts.logger);
   const webhook = opts.webhookUrl === undefined ? undefined : new Webhook({ url: opts.webhookUrl, key: opts.key, maxQueue: opts.webhookQueue, logger: opts.logger });
-  const sessions = new Sessions({ admission, presence, webhook, onUnsubscribe: opts.onUnsubscribe, logger: opts.logger });
+  const sessions = new Sessions({
+    admission,
+    presence,
+    webhook,
+    onUnsubscribe: opts.onUnsubscribe,
+    bySubject: opts.maxConnectionsPerSubject > 0,
+    logger: opts.logger,
+  });
   const stats = (): RouterStats => ({ ...hub.stats, ...admission.stats, ...(webhook !== undefined ? { webhook: webhook.stats } : {}) });
 
   const router = express.Router() as unknown as SseRouter;

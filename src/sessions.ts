@@ -78,6 +78,8 @@ export interface SessionsOptions {
   readonly presence: Presence;
   readonly webhook: Webhook | undefined;
   readonly onUnsubscribe: UnsubscribeHook | undefined;
+  /** Per-subject slots are counted (`maxConnectionsPerSubject` > 0). */
+  readonly bySubject: boolean;
   readonly logger: Logger;
 }
 
@@ -86,9 +88,16 @@ export class Sessions implements HubObserver {
 
   constructor(private readonly options: SessionsOptions) {}
 
-  /** Called by the router right before `hub.subscribe` with the same sink. */
+  /**
+   * Called by the router right before `hub.subscribe` with the same sink.
+   * Nothing is kept per stream unless something needs it later (a plain
+   * stream costs no extra memory).
+   */
   starting(sink: Sink, info: SubscribeInfo, presence: boolean): void {
-    this.bySink.set(sink, { info, presence });
+    const { webhook, onUnsubscribe, bySubject } = this.options;
+    if (presence || webhook !== undefined || onUnsubscribe !== undefined || (bySubject && info.sub !== undefined)) {
+      this.bySink.set(sink, { info, presence });
+    }
   }
 
   /** The stream joined the hub. */
@@ -106,9 +115,10 @@ export class Sessions implements HubObserver {
     const { admission, presence, webhook, onUnsubscribe, logger } = this.options;
     presence.changed();
     const session = this.bySink.get(sink);
+    // Every stream of the hub was admitted by the router; without a session it has no subject slot.
+    admission.release(session?.info.sub);
     if (session === undefined) return;
     this.bySink.delete(sink);
-    admission.release(session.info.sub);
     if (session.presence) presence.unwatch(sink);
     webhook?.notify({ ...notice("unsubscribe", session.info), reason });
     if (onUnsubscribe === undefined) return;
