@@ -4,7 +4,9 @@
  * arrive, signed like /submit (Branca of msgpack); past the queue bound they
  * are dropped and counted in stats and /metrics.
  */
+import { execFileSync } from "node:child_process";
 import http from "node:http";
+import path from "node:path";
 import { decode } from "@msgpack/msgpack";
 import request from "supertest";
 import { brancaDecode } from "../src/branca";
@@ -16,13 +18,14 @@ import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServe
 
 const KEY = Buffer.from(SECRET, "hex");
 
-/** A receiver that verifies and decodes each batch like an app would. */
-async function receiver(port: number, notices: WebhookNotice[]): Promise<http.Server> {
+/** A receiver that verifies and decodes each batch like an app would (and keeps the raw bodies). */
+async function receiver(port: number, notices: WebhookNotice[], bodies: string[] = []): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
       const body = Buffer.concat(chunks).toString("latin1");
+      bodies.push(body);
       const { notices: batch } = decode(brancaDecode(KEY, body).payload) as { notices: WebhookNotice[] };
       notices.push(...batch);
       res.writeHead(204).end();
@@ -61,7 +64,8 @@ test("notices wait while the app is down, streams go on, and arrive once it is b
     expect(srv.router.stats.webhook).toMatchObject({ sent: 0, dropped: 0, queued: 4 });
 
     const notices: WebhookNotice[] = [];
-    const app = await receiver(port, notices);
+    const bodies: string[] = [];
+    const app = await receiver(port, notices, bodies);
     try {
       await eventually(() => notices.length === 4, 15_000, "the queued notices");
       const brief = notices.map((n) => `${n.type} ${n.sub} ${n.reason ?? ""}`.trim());
@@ -73,6 +77,10 @@ test("notices wait while the app is down, streams go on, and arrive once it is b
       // The receiver has them; the hub counts them once it read the answer.
       await eventually(() => srv.router.stats.webhook!.sent === 4, 5000, "the answer to be read");
       expect(srv.router.stats.webhook).toMatchObject({ sent: 4, dropped: 0, queued: 0 });
+      // A Python backend reads it with the Branca code it mints tokens with (an independent implementation).
+      const tool = path.join(__dirname, "fixtures", "branca_tool.py");
+      const decoded = JSON.parse(execFileSync("/usr/bin/python3", [tool, "decode", SECRET, bodies[0]!], { encoding: "utf8" })) as { payload: { notices: WebhookNotice[] } };
+      expect(decoded.payload.notices.map((n) => [n.type, n.sub])).toEqual(notices.slice(0, decoded.payload.notices.length).map((n) => [n.type, n.sub]));
     } finally {
       await srv.close();
       app.close();
