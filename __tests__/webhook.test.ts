@@ -61,6 +61,8 @@ test("notices wait while the app is down, streams go on, and arrive once it is b
       await s.until((t) => t.includes("event:end"));
       expect(parseEvents(s.text).map((e) => e.data)).toEqual([...events.map((e) => e.data), ""]);
     }
+    // Three subscribes and a's unsubscribe (once the server saw it go) wait in the queue.
+    await eventually(() => srv.router.stats.webhook!.queued === 4, 5000, "four queued notices");
     expect(srv.router.stats.webhook).toMatchObject({ sent: 0, dropped: 0, queued: 4 });
 
     const notices: WebhookNotice[] = [];

@@ -91,7 +91,10 @@ export class Webhook {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     const deadline = Date.now() + CLOSE_GRACE;
-    await this.inFlight;
+    // A request in flight to a hanging app must not hold the shutdown for its whole timeout.
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([this.inFlight, new Promise<void>((resolve) => (grace = setTimeout(resolve, CLOSE_GRACE)))]);
+    clearTimeout(grace);
     while (this.queue.length > 0 && this.attempt === 0 && Date.now() < deadline) await this.send(Math.max(1, deadline - Date.now()));
     this.counters.dropped += this.queue.length;
     this.queue = [];
