@@ -213,6 +213,9 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   num("SSE_MAX_EVENT_NAME_LENGTH", "max-event-name-length", "maxEventNameLength", "CHARS", "Length of an event name."),
   num("SSE_MAX_EVENTS_PER_SUBMIT", "max-events-per-submit", "maxEventsPerSubmit", "N", "Events in one /submit."),
   num("SSE_IDEMPOTENCY_WINDOW", "idempotency-window", "idempotencyWindow", "MS", "How long a /submit idempotency key is remembered (also with Redis); 0 remembers none."),
+  num("SSE_MAX_CONNECTIONS", "max-connections", "maxConnections", "N", "Open streams on this instance; new ones over it are shed (EventSource: 200 + retry, others 503). 0: no limit."),
+  num("SSE_CONNECT_RATE", "connect-rate", "connectRate", "N", "New streams per second on this instance (token bucket, burst of one second); over it they are shed. 0: no limit."),
+  { env: "SSE_WEBHOOK_URL", flag: "webhook-url", target: { router: "webhookUrl" }, value: "URL", parse: text, defaultText: "none", help: "POST subscribe/unsubscribe notices here in batches, body signed like /submit (Branca of msgpack {notices})." },
 ] satisfies Setting[]);
 
 export interface ParsedSettings {

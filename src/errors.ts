@@ -32,6 +32,14 @@ export type SseErrorCode =
    * only so the code has a status like every other.
    */
   | "hub_unreachable"
+  /**
+   * Over a connection limit (instance cap, per-subject cap, connect rate) or
+   * the `onSubscribe` hook did not answer in time: come back later. An
+   * EventSource is answered `200` with a `retry:` instead (see admission.ts).
+   */
+  | "over_capacity"
+  /** The app's `onSubscribe` hook refused the subscription (use your own code for another status). */
+  | "subscription_refused"
   /** An option passed to a constructor is invalid (programmer error). */
   | "invalid_option"
   /** A bug or an unexpected failure on our side; details are logged, not sent. */
@@ -50,6 +58,8 @@ export const HTTP_STATUS: Readonly<Record<SseErrorCode, number>> = Object.freeze
   closed: 503,
   broker_unavailable: 503,
   hub_unreachable: 502,
+  over_capacity: 503,
+  subscription_refused: 403,
   invalid_option: 500,
   internal: 500,
 });

@@ -81,8 +81,18 @@ export interface HubStats {
   readonly disconnects: Readonly<Record<DisconnectReason, number>>;
 }
 
+/**
+ * Told when a subscriber joins and after it left (presence, admission,
+ * unsubscribe hooks; see sessions.ts). Called synchronously: must not throw.
+ */
+export interface HubObserver {
+  subscribed(sink: Sink, topics: readonly string[]): void;
+  unsubscribed(sink: Sink, topics: readonly string[], reason: DisconnectReason): void;
+}
+
 export interface HubOptions {
   readonly broker: Broker;
+  readonly observer?: HubObserver;
   readonly maxBufferBytes: number;
   readonly heartbeatInterval: number;
   readonly retry: number;
@@ -274,6 +284,31 @@ export class Hub {
       sub.resume = resume;
       this.started.then(() => this.nextPage(sub, resume, true), () => this.nextPage(sub, resume, true));
     }
+    this.options.observer?.subscribed(sink, topics);
+  }
+
+  /** Subscribers of `topic` on this hub (presence). */
+  subscriberCount(topic: string): number {
+    return this.byTopic.get(topic)?.size ?? 0;
+  }
+
+  /** Subscribers per topic on this hub, a snapshot (presence). */
+  topicCounts(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const [topic, set] of this.byTopic) counts.set(topic, set.size);
+    return counts;
+  }
+
+  /**
+   * Queues an in-band frame (e.g. `sse:presence`) for one subscriber, sent
+   * with its next flush. False while it cannot take one (closed, or a resume
+   * is still writing pages); the caller tries again later.
+   */
+  sendTo(sink: Sink, frame: Buffer): boolean {
+    const sub = (sink as SinkWithSubscriber)[kSubscriber];
+    if (sub === undefined || sub.closed || (sub.resume !== null && sub.resume.held !== null)) return false;
+    this.enqueue(sub, frame, 0);
+    return true;
   }
 
   /**
@@ -661,6 +696,7 @@ export class Hub {
       if (sub.gzip !== undefined) sub.sink.write(sub.gzip.end());
       sub.sink.end();
     }
+    this.options.observer?.unsubscribed(sub.sink, sub.topics, reason);
   }
 }
 

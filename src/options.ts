@@ -7,6 +7,7 @@ import { DEFAULT_LOGGER, type Logger } from "./logger";
 import { integerOption, invalid, parseSecret, rejectUnknownKeys } from "./validate";
 
 export { integerOption, parseSecret };
+import type { SubscribeHook, UnsubscribeHook } from "./sessions";
 
 export interface SseRouterOptions {
   /**
@@ -130,6 +131,42 @@ export interface SseRouterOptions {
    * Defaults to a console logger that writes only warnings and errors, to stderr.
    */
   logger?: Logger;
+  /**
+   * Decides whether a subscription may start, before the stream's headers are
+   * sent: return nothing to allow; throw or return an `SseError` to refuse with
+   * its status, or return `false` for 403 `subscription_refused`. Gets the
+   * topics, the token's whole payload (e.g. its `sub`), the remote address and
+   * the Last-Event-ID. Defaults to `undefined` (every valid token is allowed).
+   */
+  onSubscribe?: SubscribeHook;
+  /**
+   * Told after a stream ended, with why: `client`, `slow`, `shutdown`,
+   * `broker` (and `expired` where tokens expire). Errors are logged. Defaults
+   * to `undefined`.
+   */
+  onUnsubscribe?: UnsubscribeHook;
+  /**
+   * Ms an async `onSubscribe` may take; slower answers shed the connection
+   * like an over-capacity one (EventSource: `200` + `retry:`; others `503`).
+   * Defaults to `2000`.
+   */
+  hookTimeout?: number;
+  /** Open streams on this instance, at most; new ones over it are shed. `0`: no limit. Defaults to `0`. */
+  maxConnections?: number;
+  /** Open streams per subject (the token's `sub`) on this instance, at most. `0`: no limit. Defaults to `0`. */
+  maxConnectionsPerSubject?: number;
+  /** New streams per second on this instance (token bucket); over it they are shed. `0`: no limit. Defaults to `0`. */
+  connectRate?: number;
+  /** Bucket size of `connectRate`: connects allowed at once after a quiet spell. Defaults to `connectRate` (one second's worth). */
+  connectBurst?: number;
+  /**
+   * POST subscribe/unsubscribe notices to this `http(s)` URL, in batches,
+   * body = Branca token (the secret) of msgpack `{notices: [...]}`; see the
+   * README. Defaults to `undefined` (no webhook).
+   */
+  webhookUrl?: string;
+  /** Notices the webhook queue holds while the app is unreachable; more are dropped and counted. Defaults to `10000`. */
+  webhookQueue?: number;
 }
 
 export interface ResolvedOptions {
@@ -159,6 +196,15 @@ export interface ResolvedOptions {
   readonly metrics: boolean;
   readonly compression: boolean;
   readonly logger: Logger;
+  readonly onSubscribe: SubscribeHook | undefined;
+  readonly onUnsubscribe: UnsubscribeHook | undefined;
+  readonly hookTimeout: number;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerSubject: number;
+  readonly connectRate: number;
+  readonly connectBurst: number;
+  readonly webhookUrl: URL | undefined;
+  readonly webhookQueue: number;
 }
 
 export const DEFAULTS = Object.freeze({
@@ -178,7 +224,31 @@ export const DEFAULTS = Object.freeze({
   retry: 3000,
   retryJitter: 2000,
   ...MEMORY_BROKER_DEFAULTS,
+  hookTimeout: 2000,
+  maxConnections: 0,
+  maxConnectionsPerSubject: 0,
+  connectRate: 0,
+  webhookQueue: 10_000,
 });
+
+function hook<T>(name: string, value: T | undefined): T | undefined {
+  if (value !== undefined && typeof value !== "function") invalid(`${name} must be a function; got ${typeof value}`);
+  return value;
+}
+
+function webhookUrl(value: unknown): URL | undefined {
+  if (value === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(String(value));
+  } catch {
+    // reported below
+  }
+  if (typeof value !== "string" || url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    invalid("webhookUrl must be an http:// or https:// URL, e.g. http://127.0.0.1:3000/sse-notices");
+  }
+  return url;
+}
 
 /**
  * Every key of {@link SseRouterOptions}. `satisfies` makes the compiler insist
@@ -212,6 +282,15 @@ const OPTION_KEYS: readonly string[] = Object.keys({
   tokenClockSkew: 1,
   bodyTimeout: 1,
   maxSubscribeTokenLength: 1,
+  onSubscribe: 1,
+  onUnsubscribe: 1,
+  hookTimeout: 1,
+  maxConnections: 1,
+  maxConnectionsPerSubject: 1,
+  connectRate: 1,
+  connectBurst: 1,
+  webhookUrl: 1,
+  webhookQueue: 1,
 } satisfies Record<keyof SseRouterOptions, 1>);
 
 function boolean(name: string, value: unknown): boolean {
@@ -249,6 +328,7 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
   if (typeof logger !== "object" || logger === null || !(["debug", "info", "warn", "error"] as const).every((m) => typeof logger[m] === "function")) {
     invalid("logger must have debug, info, warn and error methods");
   }
+  const connectRate = integerOption("connectRate", options.connectRate, DEFAULTS.connectRate, 0);
   return Object.freeze({
     key: parseSecret(options.secret),
     tokenTtl: integerOption("tokenTtl", options.tokenTtl, DEFAULTS.tokenTtl, 0),
@@ -277,5 +357,14 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
     metrics: boolean("metrics", options.metrics),
     compression: boolean("compression", options.compression),
     logger,
+    onSubscribe: hook("onSubscribe", options.onSubscribe),
+    onUnsubscribe: hook("onUnsubscribe", options.onUnsubscribe),
+    hookTimeout: integerOption("hookTimeout", options.hookTimeout, DEFAULTS.hookTimeout, 1, 2 ** 31 - 1),
+    maxConnections: integerOption("maxConnections", options.maxConnections, DEFAULTS.maxConnections, 0),
+    maxConnectionsPerSubject: integerOption("maxConnectionsPerSubject", options.maxConnectionsPerSubject, DEFAULTS.maxConnectionsPerSubject, 0),
+    connectRate,
+    connectBurst: integerOption("connectBurst", options.connectBurst, Math.max(1, connectRate), 1),
+    webhookUrl: webhookUrl(options.webhookUrl),
+    webhookQueue: integerOption("webhookQueue", options.webhookQueue, DEFAULTS.webhookQueue, 1),
   });
 }

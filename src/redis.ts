@@ -64,6 +64,8 @@ import { frameEvent } from "./frame";
 import { DEFAULT_LOGGER, type Logger } from "./logger";
 import type { EventInput } from "./types";
 import { integerOption } from "./validate";
+import type { PresenceBroker } from "./presence";
+import { RedisPresenceStore } from "./redis-presence";
 
 export interface RedisBrokerOptions {
   /** Redis URL, e.g. `redis://127.0.0.1:6379/0` or `rediss://user:pass@host:6380`. Defaults to `redis://127.0.0.1:6379`. */
@@ -114,6 +116,12 @@ export interface RedisBrokerOptions {
   log?: ((message: string) => void) | null;
   /** Logger for those lines when `log` is not given (e.g. the router's). Defaults to the library's console logger (warnings to stderr). */
   logger?: Logger;
+  /**
+   * Presence: an instance's published subscriber counts expire this many ms
+   * after its last renewal (renewed every third of it), so a dead instance
+   * leaves the cluster-wide counts within this time. Defaults to `10000`.
+   */
+  presenceTtl?: number;
 }
 
 /** A stream id `ms-seq`, as numbers (both stay far below 2^53 for `*` ids). */
@@ -331,7 +339,7 @@ function describe(err: unknown): string {
  * {@link createRedisBroker} and pass it to `createSseRouter({ broker })`;
  * close it after the router.
  */
-export class RedisBroker implements Broker, BrokerHealth {
+export class RedisBroker implements Broker, BrokerHealth, PresenceBroker {
   /** Stream key; the epoch lives at `${key}:epoch`. */
   readonly key: string;
   readonly epochKey: string;
@@ -376,6 +384,8 @@ export class RedisBroker implements Broker, BrokerHealth {
   private down = false;
   private loopDone: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  /** Cluster-wide subscriber counts (see redis-presence.ts). */
+  private readonly presence: RedisPresenceStore;
 
   constructor(options: RedisBrokerOptions = {}) {
     this.key = options.key ?? "sse-server:events";
@@ -387,6 +397,7 @@ export class RedisBroker implements Broker, BrokerHealth {
     this.startTimeout = integerOption("startTimeout", options.startTimeout, 5000, 0);
     this.idempotencyWindow = integerOption("idempotencyWindow", options.idempotencyWindow, 5 * 60_000, 0);
     this.checkInterval = integerOption("checkInterval", options.checkInterval, 15_000, 1, 2 ** 31 - 1);
+    this.presence = new RedisPresenceStore(this.key, integerOption("presenceTtl", options.presenceTtl, 10_000, 300, 3_600_000));
     const publishTimeout = integerOption("publishTimeout", options.publishTimeout, 5000, 1);
     const logger = options.logger ?? DEFAULT_LOGGER;
     const log = options.log === undefined ? (m: string) => logger.warn("redis: " + m) : options.log;
@@ -576,6 +587,31 @@ export class RedisBroker implements Broker, BrokerHealth {
       chunk = result(replies, 1) as Entry[];
     }
     return { ok: true, events, next: epoch + "." + formatStreamId(cursor), done };
+  }
+
+  get presenceTtl(): number {
+    return this.presence.ttl;
+  }
+
+  async publishPresence(counts: ReadonlyMap<string, number>): Promise<void> {
+    if (this.closed) return;
+    await this.presence.publish(this.cmd, counts).catch((err: unknown) => {
+      throw unavailable(err);
+    });
+  }
+
+  async remotePresence(topics: readonly string[]): Promise<number[]> {
+    if (this.closed) throw new SseError("closed", "the Redis broker is closed");
+    return this.presence.read(this.cmd, topics).catch((err: unknown) => {
+      throw unavailable(err);
+    });
+  }
+
+  async clearPresence(): Promise<void> {
+    if (this.closed) return;
+    await this.presence.clear(this.cmd).catch((err: unknown) => {
+      throw unavailable(err);
+    });
   }
 
   compareIds(a: string, b: string): number {

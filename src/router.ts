@@ -8,12 +8,25 @@ import type { Socket } from "node:net";
 import express, { type NextFunction, type Router } from "express";
 import { readBody } from "./body";
 import { acceptsGzip } from "./accept-encoding";
+import { Admission, type AdmissionStats, type ShedReason } from "./admission";
 import { MemoryBroker, hasBrokerHealth, type Broker, type BrokerState, type PublishOptions } from "./broker";
 import { RESPONSE_ERROR_CODE, SseError, isSseError } from "./errors";
+import { frameRetry } from "./frame";
 import { Hub, type DirectSocket, type HubStats } from "./hub";
 import type { Logger } from "./logger";
 import { resolveOptions, type ResolvedOptions, type SseRouterOptions } from "./options";
-import { createTokenOpener, parseIdempotencyKey, parsePublishEvents, parseSubmitPayload, parseSubscribePayload, type PublishEventInput } from "./tokens";
+import { Presence } from "./presence";
+import { HOOK_TIMEOUT, Sessions, runSubscribeHook, type SubscribeInfo } from "./sessions";
+import {
+  createTokenOpener,
+  parseIdempotencyKey,
+  parsePresencePayload,
+  parsePublishEvents,
+  parseSubmitPayload,
+  parseSubscribeToken,
+  type PublishEventInput,
+} from "./tokens";
+import { Webhook, type WebhookStats } from "./webhook";
 
 /** Headers of every event stream; frozen so nothing mutates them per request. */
 export const STREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
@@ -36,8 +49,14 @@ export interface SseRouter extends Router {
   publish(events: readonly PublishEventInput[], options?: PublishOptions): Promise<void>;
   /** Ends every stream cleanly, stops timers, closes the broker if this router created it. */
   close(): Promise<void>;
-  /** A snapshot of counters; see {@link HubStats}. */
-  readonly stats: HubStats;
+  /** A snapshot of counters; see {@link RouterStats}. */
+  readonly stats: RouterStats;
+  /**
+   * Subscribers per topic: on this instance, plus, with a broker that shares
+   * presence (Redis), every other live instance (see the README on how
+   * current that is). Rejects with `broker_unavailable` while Redis is away.
+   */
+  presence(topics: readonly string[]): Promise<Record<string, number>>;
   /**
    * Answers `err` exactly as this router answers its own errors (its CORS
    * policy, the JSON body, status from the error code, logging). For hosts
@@ -47,10 +66,16 @@ export interface SseRouter extends Router {
   respondError(req: IncomingMessage, res: ServerResponse, err: SseError): void;
 }
 
+/** The hub's counters plus admission control and, with `webhookUrl`, the webhook's. */
+export interface RouterStats extends HubStats, AdmissionStats {
+  readonly webhook?: WebhookStats;
+}
+
 const MAX_LAST_EVENT_ID = 256;
 const ROUTE_METHODS: Readonly<Record<string, string>> = Object.freeze({
   "/events": "GET, HEAD, OPTIONS",
   "/submit": "POST, OPTIONS",
+  "/presence": "POST, OPTIONS",
   "/ping": "GET, HEAD, OPTIONS",
   "/health": "GET, HEAD, OPTIONS",
   "/metrics": "GET, HEAD, OPTIONS",
@@ -69,14 +94,32 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   const broker =
     opts.broker ??
     new MemoryBroker({ historyBytes: opts.historyBytes, historyAge: opts.historyAge, idempotencyWindow: opts.idempotencyWindow });
-  const hub = new Hub({
+  // The hub reports joins and leaves to `sessions` (created below, once the hub exists for presence).
+  const hub: Hub = new Hub({
     broker,
+    observer: {
+      subscribed: (sink, topics) => sessions.subscribed(sink, topics),
+      unsubscribed: (sink, topics, reason) => sessions.unsubscribed(sink, topics, reason),
+    },
     maxBufferBytes: opts.maxBufferBytes,
     heartbeatInterval: opts.heartbeatInterval,
     retry: opts.retry,
     retryJitter: opts.retryJitter,
     expiryNotice: opts.expiryNotice * 1000,
   });
+
+  const admission = new Admission(opts);
+  const presence = new Presence(hub, broker, opts.logger);
+  const webhook = opts.webhookUrl === undefined ? undefined : new Webhook({ url: opts.webhookUrl, key: opts.key, maxQueue: opts.webhookQueue, logger: opts.logger });
+  const sessions = new Sessions({
+    admission,
+    presence,
+    webhook,
+    onUnsubscribe: opts.onUnsubscribe,
+    bySubject: opts.maxConnectionsPerSubject > 0,
+    logger: opts.logger,
+  });
+  const stats = (): RouterStats => ({ ...hub.stats, ...admission.stats, ...(webhook !== undefined ? { webhook: webhook.stats } : {}) });
 
   const router = express.Router() as unknown as SseRouter;
   const opener = createTokenOpener(opts.key);
@@ -89,16 +132,45 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   // one routing step less on every connect.
   const cors = (req: IncomingMessage, res: ServerResponse) => applyCors(opts, req, res);
 
-  router.get("/events", (req, res) => {
+  router.get("/events", async (req, res) => {
     if (refusePipelined(req)) return;
     cors(req, res);
     if (hub.closed) return answerClosed(req, res);
+    // Rate and instance cap before the token: a connect storm costs no decryption.
+    const gated = admission.gate();
+    if (gated !== undefined) return shed(req, res, opts, gated);
     const query = queryOf(req);
     const token = findToken(req, query, opts.tokenCookie);
     const opened = openSubscribeToken(token);
-    const topics = parseSubscribePayload(opened.payload, opts);
+    const payload = parseSubscribeToken(opened.payload, opts);
+    const topics = payload.topics;
     const lastEventId = findLastEventId(req, query);
+    const subject = payload.sub;
+    const refused = admission.admit(subject);
+    if (refused !== undefined) return shed(req, res, opts, refused);
+    // From here the slot is ours: given back by `sessions` when the stream ends, or below.
+    const info: SubscribeInfo = { topics, sub: subject, token: payload.payload, remoteAddress: req.socket.remoteAddress, lastEventId };
+    if (opts.onSubscribe !== undefined) {
+      let verdict: typeof HOOK_TIMEOUT | undefined;
+      try {
+        verdict = await runSubscribeHook(opts.onSubscribe, info, opts.hookTimeout);
+      } catch (err) {
+        admission.release(subject);
+        if (isSseError(err) && err.status < 500) admission.refused();
+        throw err;
+      }
+      if (verdict === HOOK_TIMEOUT) {
+        admission.release(subject);
+        return shed(req, res, opts, admission.shed("hook_timeout"));
+      }
+      // The client left, or the hub closed, while the hook ran.
+      if (req.socket.destroyed || hub.closed) {
+        admission.release(subject);
+        return hub.closed ? answerClosed(req, res) : undefined;
+      }
+    }
     if (req.method === "HEAD") {
+      admission.release(subject);
       negotiateGzip(req, res);
       writeStreamHead(res, true);
       res.end();
@@ -114,10 +186,10 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
       // sent. Until then nothing can be written, and Node would never emit
       // `close` for it, so nothing is subscribed yet. (Rare: no closure
       // otherwise.)
-      res.once("socket", () => startStream(req, res, topics, lastEventId, opened.expiresAt));
+      res.once("socket", () => startStream(req, res, info, payload.presence, opened.expiresAt));
       return;
     }
-    startStream(req, res, topics, lastEventId, opened.expiresAt);
+    startStream(req, res, info, payload.presence, opened.expiresAt);
   });
 
   /**
@@ -134,18 +206,15 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   };
 
   /** Sends the stream head and subscribes; `res` owns the socket by now. */
-  const startStream = (
-    req: IncomingMessage,
-    res: ServerResponse,
-    topics: readonly string[],
-    lastEventId: string | undefined,
-    expiresAt: number | undefined,
-  ) => {
+  const startStream = (req: IncomingMessage, res: ServerResponse, info: SubscribeInfo, wantsPresence: boolean, expiresAt: number | undefined) => {
     const socket = req.socket as StreamSocket;
-    // Gone while waiting for its turn: no `close` would come to remove it.
-    if (socket.destroyed) return;
-    // The hub may have closed while this response waited for its socket.
-    if (hub.closed) return answerClosed(req, res);
+    // Gone while waiting for its turn, or the hub closed meanwhile: never
+    // subscribed, so its admission slot is given back here.
+    if (socket.destroyed || hub.closed) {
+      admission.release(info.sub);
+      return hub.closed ? answerClosed(req, res) : undefined;
+    }
+    const { topics, lastEventId } = info;
     const gzip = negotiateGzip(req, res);
     writeStreamHead(res, false);
     // Events must not wait for Nagle (a no-op where the server already set it,
@@ -160,6 +229,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     if (req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined) req.on("data", ignore);
     // The hub removes the subscriber on the response's `close`, which Node
     // emits when this socket closes: the response is the socket's current one.
+    sessions.starting(res, info, wantsPresence);
     hub.subscribe(res, topics, lastEventId, directSocket(res), expiresAt, gzip);
     // Per-request state of the routing layer would stay reachable from the
     // request for the whole life of the stream (the `next` closure chain and
@@ -198,6 +268,16 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     send(res, 200);
   });
 
+  router.post("/presence", async (req: IncomingMessage, res: ServerResponse) => {
+    if (refusePipelined(req)) return;
+    cors(req, res);
+    // Signed like a submit body (only backends know the secret), bounded the same way.
+    const token = (await readBody(req, res, opts)).toString("latin1").trim();
+    if (token === "") throw new SseError("token_missing", "POST /presence needs a token as the request body");
+    const topics = parsePresencePayload(openSubmitToken(token).payload, opts);
+    send(res, 200, { counts: await presence.counts(topics) });
+  });
+
   router.get("/ping", (req, res) => {
     if (refusePipelined(req)) return;
     cors(req, res);
@@ -212,14 +292,14 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
       cors(req, res);
       const state = brokerState(broker);
       const status = hub.closed ? "closing" : state === undefined || state === "ready" ? "ok" : state;
-      const body = state === undefined ? { status, ...hub.stats } : { status, broker: state, ...hub.stats };
+      const body = state === undefined ? { status, ...stats() } : { status, broker: state, ...stats() };
       send(res, status === "closing" || status === "unavailable" ? 503 : 200, body);
     });
   }
   if (opts.metrics) {
     router.get("/metrics", (req, res) => {
       if (refusePipelined(req)) return;
-      send(res, 200, prometheus(hub.stats, brokerState(broker)), "text/plain; version=0.0.4; charset=utf-8");
+      send(res, 200, prometheus(stats(), brokerState(broker)), "text/plain; version=0.0.4; charset=utf-8");
     });
   }
 
@@ -251,10 +331,21 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     close: {
       value: async (): Promise<void> => {
         hub.close();
+        // Before the broker closes: withdraw this instance's counts, send the last notices.
+        await presence.close();
+        await webhook?.close();
         if (ownsBroker) await broker.close();
       },
     },
-    stats: { get: () => hub.stats, enumerable: true },
+    presence: {
+      value: async (topics: readonly string[]): Promise<Record<string, number>> => {
+        if (!Array.isArray(topics) || !topics.every((t) => typeof t === "string")) {
+          throw new SseError("payload_invalid", "presence() takes an array of topic names");
+        }
+        return presence.counts([...new Set(topics)]);
+      },
+    },
+    stats: { get: stats, enumerable: true },
     respondError: {
       value: (req: IncomingMessage, res: ServerResponse, err: SseError): void => {
         cors(req, res);
@@ -436,6 +527,43 @@ function applyCors(opts: ResolvedOptions, req: IncomingMessage, res: ServerRespo
   }
 }
 
+const EVENT_STREAM = /(^|,)\s*text\/event-stream\s*(;|,|$)/i;
+
+/**
+ * Answers a connection refused by admission control ({@link ShedReason}).
+ *
+ * WHATWG HTML, "Server-sent events", processing the response: a status other
+ * than 200 (or a Content-Type other than text/event-stream) makes the user
+ * agent *fail the connection*: readyState becomes CLOSED and a conforming
+ * EventSource never reconnects. A normal end of a 200 stream instead makes it
+ * *reestablish the connection* after its reconnection time. So a request that
+ * accepts `text/event-stream` gets 200, the stream headers, a jittered
+ * `retry:` (the reconnection time) and the end of the stream at once: the
+ * browser comes back by itself, spread out. Other clients get `503` with
+ * `Retry-After`.
+ * https://html.spec.whatwg.org/multipage/server-sent-events.html#fail-the-connection
+ */
+function shed(req: IncomingMessage, res: ServerResponse, opts: ResolvedOptions, reason: ShedReason): void {
+  // At least a second, spread over at least another: shed clients must not come back in one wave.
+  const wait = Math.max(opts.retry, 1000) + Math.random() * Math.max(opts.retryJitter, 1000);
+  const why = reason === "hook_timeout" ? "the subscription could not be checked in time" : `over the ${SHED_LIMIT[reason]} limit`;
+  opts.logger.debug(`${req.method} ${pathOf(req)} shed: ${why}`, { reason });
+  if (req.method === "GET" && EVENT_STREAM.test(req.headers.accept ?? "")) {
+    // Ends at once, and its connection is not reused (see writeStreamHead).
+    writeStreamHead(res, false);
+    res.end(frameRetry(wait));
+    return;
+  }
+  res.setHeader("Retry-After", String(Math.ceil(wait / 1000)));
+  throw new SseError("over_capacity", `${why}; retry later`);
+}
+
+const SHED_LIMIT: Readonly<Record<Exclude<ShedReason, "hook_timeout">, string>> = Object.freeze({
+  connections: "maxConnections",
+  subject: "maxConnectionsPerSubject",
+  rate: "connectRate",
+});
+
 /**
  * The one place that maps errors to HTTP. Never echoes tokens or bodies.
  * Every error reaching here is answered; none is passed on to the host app.
@@ -491,7 +619,7 @@ const METRICS: ReadonlyArray<readonly [string, "gauge" | "counter", string, (s: 
 
 const BROKER_STATES: readonly BrokerState[] = ["ready", "catching_up", "unavailable"];
 
-function prometheus(stats: HubStats, brokerState: BrokerState | undefined): string {
+function prometheus(stats: RouterStats, brokerState: BrokerState | undefined): string {
   const lines: string[] = [];
   for (const [name, type, help, read] of METRICS) {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${read(stats)}`);
@@ -503,5 +631,15 @@ function prometheus(stats: HubStats, brokerState: BrokerState | undefined): stri
   }
   lines.push("# HELP sse_disconnects_total Subscriber disconnects by reason.", "# TYPE sse_disconnects_total counter");
   for (const [reason, n] of Object.entries(stats.disconnects)) lines.push(`sse_disconnects_total{reason="${reason}"} ${n}`);
+  lines.push("# HELP sse_shed_total Connections refused by admission control, by limit.", "# TYPE sse_shed_total counter");
+  for (const [reason, n] of Object.entries(stats.shed)) lines.push(`sse_shed_total{reason="${reason}"} ${n}`);
+  lines.push("# HELP sse_subscribe_refused_total Subscriptions refused by the onSubscribe hook.", "# TYPE sse_subscribe_refused_total counter", `sse_subscribe_refused_total ${stats.refused}`);
+  const webhook = stats.webhook;
+  if (webhook !== undefined) {
+    lines.push("# HELP sse_webhook_notices_total Webhook notices by outcome.", "# TYPE sse_webhook_notices_total counter");
+    lines.push(`sse_webhook_notices_total{result="sent"} ${webhook.sent}`, `sse_webhook_notices_total{result="dropped"} ${webhook.dropped}`);
+    lines.push("# HELP sse_webhook_queue Webhook notices waiting.", "# TYPE sse_webhook_queue gauge", `sse_webhook_queue ${webhook.queued}`);
+    lines.push("# HELP sse_webhook_failures_total Failed webhook requests (retried).", "# TYPE sse_webhook_failures_total counter", `sse_webhook_failures_total ${webhook.failures}`);
+  }
   return lines.join("\n") + "\n";
 }

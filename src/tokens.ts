@@ -84,22 +84,60 @@ function checkName(value: string, what: string, max: number): string {
   return value;
 }
 
-/**
- * Validates a decoded subscribe payload and returns its topics, duplicates
- * merged (the original crashes on duplicates), in first-seen order.
- */
-export function parseSubscribePayload(bytes: Uint8Array, limits: PayloadLimits): string[] {
-  const payload = decodeMsgpack(bytes, limits);
-  const list = field(payload, "topics", 0, "subscribe payload");
-  if (!Array.isArray(list)) bad("subscribe payload: topics must be an array of strings");
+/** A subscribe token's payload, validated. */
+export interface SubscribePayload {
+  /** Distinct topics, in first-seen order. */
+  readonly topics: string[];
+  /** Optional subject (e.g. a user id): per-subject limits and hooks. */
+  readonly sub: string | undefined;
+  /** The stream wants `sse:presence` events. */
+  readonly presence: boolean;
+  /** The whole decoded payload (map or positional array), unknown keys included, for hooks. */
+  readonly payload: unknown;
+}
+
+/** An optional field: absent, or `nil`, is `undefined` (older tokens, other encoders). */
+function optionalField(payload: unknown, name: string, index: number): unknown {
+  if (Array.isArray(payload)) return payload[index] ?? undefined;
+  return (payload as Record<string, unknown>)[name] ?? undefined;
+}
+
+/** Topics of a subscribe or presence payload: strings, duplicates merged, at least one, within limits. */
+function parseTopics(list: unknown, limits: PayloadLimits, what: string): string[] {
+  if (!Array.isArray(list)) bad(`${what}: topics must be an array of strings`);
   const topics = new Set<string>();
   for (const item of list) {
     topics.add(checkName(asString(item, "topic"), "topic", limits.maxTopicLength));
   }
-  if (topics.size > limits.maxTopics) bad(`subscription has ${topics.size} topics; at most ${limits.maxTopics} allowed`);
+  if (topics.size > limits.maxTopics) bad(`${what} has ${topics.size} topics; at most ${limits.maxTopics} allowed`);
   // Otherwise an endless stream that can never deliver anything.
-  if (topics.size === 0) bad("subscription has no topics; give at least one");
+  if (topics.size === 0) bad(`${what} has no topics; give at least one`);
   return [...topics];
+}
+
+/**
+ * Validates a decoded subscribe payload: `topics` (duplicates merged, the
+ * original crashes on them), and the optional `sub` (string) and `presence`
+ * (boolean), by name in map form or at positions 1 and 2 in array form.
+ */
+export function parseSubscribeToken(bytes: Uint8Array, limits: PayloadLimits): SubscribePayload {
+  const payload = decodeMsgpack(bytes, limits);
+  const topics = parseTopics(field(payload, "topics", 0, "subscribe payload"), limits, "subscription");
+  const rawSub = optionalField(payload, "sub", 1);
+  const sub = rawSub === undefined ? undefined : checkName(asString(rawSub, "sub"), "sub", limits.maxTopicLength);
+  const rawPresence = optionalField(payload, "presence", 2);
+  if (rawPresence !== undefined && typeof rawPresence !== "boolean") bad("subscribe payload: presence must be a boolean");
+  return { topics, sub, presence: rawPresence === true, payload };
+}
+
+/** The topics of a subscribe payload; see {@link parseSubscribeToken}. */
+export function parseSubscribePayload(bytes: Uint8Array, limits: PayloadLimits): string[] {
+  return parseSubscribeToken(bytes, limits).topics;
+}
+
+/** Validates a decoded `POST /presence` payload `{topics: [...]}` and returns its topics. */
+export function parsePresencePayload(bytes: Uint8Array, limits: PayloadLimits): string[] {
+  return parseTopics(field(decodeMsgpack(bytes, limits), "topics", 0, "presence payload"), limits, "presence query");
 }
 
 /** Validates one event object (map or positional form) and returns a clean copy. */
@@ -232,10 +270,31 @@ export function createTokenOpener(key: Uint8Array): (rules: TokenRules) => (toke
  * Mints a subscribe token for `GET /events?token=…`, as a backend would.
  * @param secret 64 hex characters or 32 bytes, the server's `SSE_SECRET`.
  */
-export function subscribeToken(secret: string | Uint8Array, topics: readonly string[]): string {
+export function subscribeToken(secret: string | Uint8Array, topics: readonly string[], extra: SubscribeTokenExtras = {}): string {
   // Fail here, in the backend that mints it, not later as a 400 in the browser.
   if (!Array.isArray(topics) || topics.length === 0) bad("subscribeToken needs at least one topic");
   for (const topic of topics) if (topic === "") bad("topic must not be empty");
+  if (extra.sub !== undefined && (typeof extra.sub !== "string" || extra.sub === "")) bad("sub must be a non-empty string");
+  const payload: Record<string, unknown> = { topics };
+  if (extra.sub !== undefined) payload["sub"] = extra.sub;
+  if (extra.presence !== undefined) payload["presence"] = extra.presence === true;
+  return brancaEncode(parseSecret(secret), encode(payload));
+}
+
+/** Optional keys of a subscribe token (older servers ignore them). */
+export interface SubscribeTokenExtras {
+  /** Subject, e.g. a user id: per-subject limits, hooks and webhook notices see it. */
+  sub?: string;
+  /** `true`: the stream gets `sse:presence` events with its topics' subscriber counts. */
+  presence?: boolean;
+}
+
+/**
+ * Mints a token for `POST /presence` (its raw body): the topics to count.
+ * @param secret 64 hex characters or 32 bytes, the server's `SSE_SECRET`.
+ */
+export function presenceToken(secret: string | Uint8Array, topics: readonly string[]): string {
+  if (!Array.isArray(topics) || topics.length === 0) bad("presenceToken needs at least one topic");
   return brancaEncode(parseSecret(secret), encode({ topics }));
 }
 
