@@ -9,7 +9,8 @@
  * - with a token lifetime of a few seconds the page shows token rotations and
  *   a numbered sequence arrives complete, in order, once;
  * - after a restart of the app (in-memory broker: the history is gone) the
- *   page shows the reset and receives again.
+ *   page shows the reset and receives again; with REDIS_URL it shows no reset
+ *   and gets what was published while the app was down.
  * Every wait is for a marker (an event, a state) the page shows.
  */
 import fs from "node:fs";
@@ -17,6 +18,7 @@ import path from "node:path";
 import type { Page } from "playwright-core";
 import { submitToken } from "../src/tokens";
 import { launchChromium, type Chromium } from "./helpers/chromium";
+import { RedisServer } from "./helpers/redis";
 import { ROOT, TEST_SECRET, startExampleApp, startNginx, stopAll, type ExampleApp } from "./helpers/nginx";
 
 // Callbacks passed to page.evaluate/waitForFunction run in the page. The
@@ -264,4 +266,34 @@ test("after an app restart (in-memory broker) the page shows the reset, then rec
   });
   await page.close();
   await app.stop();
+}, 90_000);
+
+test("after an app restart with REDIS_URL the page shows no reset and gets what was published meanwhile", async () => {
+  const redis = await RedisServer.start();
+  const env = { REDIS_URL: redis.url };
+  let app: ExampleApp = await startExampleApp({ env });
+  expect(app.process.output()).toContain(", Redis broker)");
+  const page = await openPage(browser, new URL("/?topics=sports", app.url).toString());
+  try {
+    await withPage(page, async () => {
+      await page.waitForSelector('#state[data-state="open"]', { timeout: 10_000 });
+      await publish(app.url, { topic: "sports", data: "before", via: "router" });
+      await waitForEvents(page, 1);
+      expect(await app.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+      await page.waitForSelector('#state[data-state="reconnecting"]', { timeout: 10_000 });
+      // Another backend publishes while the app is down (straight into Redis, through a second app instance).
+      const other = await startExampleApp({ env });
+      await publish(other.url, { topic: "sports", data: "while down", via: "router" });
+      await other.stop();
+      app = await startExampleApp({ port: app.port, env });
+      await publish(app.url, { topic: "sports", data: "after", via: "http" });
+      await waitForEvents(page, 3, 30_000);
+      expect((await eventRows(page)).map((r) => r.data)).toEqual(["before", "while down", "after"]);
+      expect(await page.textContent("#resets")).toBe("0");
+    });
+  } finally {
+    await page.close();
+    await app.stop();
+    await redis.close();
+  }
 }, 90_000);

@@ -302,7 +302,8 @@ async function main(): Promise<void> {
       process.exit(1);
     }, 10_000).unref();
     server.close(() => process.exit(0));
-    router.close().then(
+    // A broker passed in is ours to close: the router closes only the one it made.
+    router.close().then(() => broker?.close()).then(
       () => {
         // Streams are ended; browsers reconnect (to another instance, or to us after a restart).
         server.closeIdleConnections();
