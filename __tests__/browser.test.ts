@@ -5,7 +5,8 @@
  *   lists each event with its topic (events sent from its form, from the
  *   backend and by a raw /submit); it fits a 390 px wide phone screen;
  * - two tabs share one stream (the server's /sse-server/health says 1), one
- *   leads, both show every event;
+ *   leads, both show every event; when the leader closes mid-sequence the
+ *   other takes over and still shows every event once, in order;
  * - with a token lifetime of a few seconds the page shows token rotations and
  *   a numbered sequence arrives complete, in order, once;
  * - after a restart of the app (in-memory broker: the history is gone) the
@@ -189,7 +190,7 @@ test("opened as /?topics=weather,news through nginx, the page connects at once a
   }
 }, 120_000);
 
-test("two tabs share one stream: /sse-server/health says 1, one tab leads, both show every event once, in order", async () => {
+test("two tabs share one stream: /sse-server/health says 1, one tab leads, both show every event; the leader closes mid-sequence and the other takes over without a gap", async () => {
   const app = await startExampleApp();
   const tabs = [await openPage(browser, new URL("/?topics=weather", app.url).toString())];
   await tabs[0]!.waitForSelector('#state[data-state="open"]', { timeout: 10_000 });
@@ -201,7 +202,7 @@ test("two tabs share one stream: /sse-server/health says 1, one tab leads, both 
     const health = await fetch(new URL("/sse-server/health", app.url));
     expect(await health.json()).toEqual(expect.objectContaining({ status: "ok", subscribers: 1 }));
 
-    const sent = Array.from({ length: 20 }, (_, i) => `event ${i + 1}`);
+    const sent = Array.from({ length: 10 }, (_, n) => `event ${n + 1}`);
     // Both publish modes, alternating.
     for (const [n, data] of sent.entries()) await publish(app.url, { topic: "weather", data, via: n % 2 ? "http" : "router" });
     for (const tab of tabs) {
@@ -210,8 +211,21 @@ test("two tabs share one stream: /sse-server/health says 1, one tab leads, both 
     }
     // Still one stream after all that.
     expect(await (await fetch(new URL("/sse-server/health", app.url))).json()).toEqual(expect.objectContaining({ subscribers: 1 }));
+
+    // The leading tab goes; the sequence goes on meanwhile, every 50 ms.
+    const closing = tabs[0]!.close();
+    for (let n = 11; n <= 30; n++) {
+      await publish(app.url, { topic: "weather", data: `event ${n}`, via: "router" });
+      sent.push(`event ${n}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await closing;
+    await waitForEvents(tabs[1]!, sent.length);
+    expect((await eventRows(tabs[1]!)).map((r) => r.data)).toEqual(sent);
+    await tabs[1]!.waitForFunction(() => window.sseExample!.leader, null, { timeout: 10_000 });
+    expect(await tabs[1]!.textContent("#leader")).toBe("leads: holds the connection");
   });
-  for (const tab of tabs) await tab.close();
+  await tabs[1]!.close();
   await app.stop();
 }, 90_000);
 
