@@ -6,11 +6,8 @@
  */
 import { spawnSync } from "node:child_process";
 import http from "node:http";
-import path from "node:path";
 import { EventSource } from "eventsource";
-import { EXAMPLE_DIR, ROOT, requireBuiltLibrary, startExampleApp, stopAll } from "./helpers/nginx";
-
-const SERVER = path.join(EXAMPLE_DIR, "server.js");
+import { EXAMPLE_ARGS, ROOT, requireBuiltLibrary, startExampleApp, stopAll } from "./helpers/nginx";
 
 beforeAll(async () => {
   await requireBuiltLibrary();
@@ -21,7 +18,7 @@ afterAll(async () => {
 });
 
 function runBroken(env: Record<string, string>) {
-  return spawnSync(process.execPath, [SERVER], {
+  return spawnSync(process.execPath, EXAMPLE_ARGS, {
     cwd: ROOT,
     env: { PATH: process.env["PATH"] ?? "", PORT: "0", HOST: "127.0.0.1", ...env },
     encoding: "utf8",
@@ -66,6 +63,10 @@ describe("example app configuration", () => {
     [{ BASE_PATH: "/a b" }, /BASE_PATH must be a simple path/],
     [{ TOPICS: " , " }, /TOPICS must list at least one topic/],
     [{ HEARTBEAT_INTERVAL: "soon" }, /HEARTBEAT_INTERVAL must be a whole number/],
+    [{ RETRY: "-1" }, /RETRY must be a whole number of milliseconds; got "-1"/],
+    [{ SSE_TOKEN_TTL: "1" }, /SSE_TOKEN_TTL must be a whole number of seconds \(at least 2\); got "1"/],
+    [{ SSE_SUBMIT_URL: "http://127.0.0.1:8000/" }, /SSE_SUBMIT_URL must be an http\(s\) URL ending in \/submit/],
+    [{ REDIS_URL: "127.0.0.1:6379" }, /REDIS_URL must start with redis:\/\//],
   ])("refuses %p with a clear message and exit code 2", (env, message) => {
     const r = runBroken(env);
     expect(r.status).toBe(2);
@@ -91,18 +92,20 @@ describe("example app configuration", () => {
 });
 
 describe("example app", () => {
-  test("mounts the hub at BASE_PATH next to its own routes; prints the URL to open", async () => {
+  test("mounts the hub at BASE_PATH next to its own routes; prints one line, with the URL to open", async () => {
     const app = await startExampleApp({ env: { BASE_PATH: "live/updates/", TOPICS: "alpha,beta" } });
     try {
       expect(app.url).toBe(`http://127.0.0.1:${app.port}/`);
-      expect(app.process.output()).toContain(`SSE hub at http://127.0.0.1:${app.port}/live/updates/`);
+      expect(app.process.output()).toBe(
+        `example-app: listening; open http://127.0.0.1:${app.port}/ (hub at http://127.0.0.1:${app.port}/live/updates/, topics alpha, beta)\n`,
+      );
       expect((await fetch(new URL("/live/updates/ping", app.url))).status).toBe(200);
       expect((await fetch(new URL("/sse-server/ping", app.url))).status).toBe(404);
       const home = await fetch(app.url);
       expect(home.status).toBe(200);
       expect(await home.text()).toContain("sse-server example");
       const config = await (await fetch(new URL("/api/config", app.url))).json();
-      expect(config).toEqual({ topics: ["alpha", "beta"], eventNames: ["message", "alpha-update", "beta-update"], basePath: "/live/updates" });
+      expect(config).toEqual({ topics: ["alpha", "beta"], basePath: "/live/updates" });
       const redirect = await fetch(new URL("/subscribe?topics=beta,alpha,beta", app.url), { redirect: "manual" });
       expect(redirect.status).toBe(307);
       expect(redirect.headers.get("location")).toMatch(/^\/live\/updates\/events\?token=/);
@@ -126,6 +129,55 @@ describe("example app", () => {
       await two;
       expect(seen).toEqual(["one", "two"]);
       es.close();
+    } finally {
+      await app.stop();
+    }
+  });
+
+  test("serves the browser client's token endpoint, the client itself and /sse-server/health", async () => {
+    const app = await startExampleApp({ env: { SSE_TOKEN_TTL: "30" } });
+    try {
+      const ok = await fetch(new URL("/api/sse-token?topics=news,weather", app.url));
+      expect(ok.status).toBe(200);
+      expect(ok.headers.get("content-type")).toBe("text/plain; charset=utf-8");
+      expect(ok.headers.get("cache-control")).toBe("no-store");
+      const token = await ok.text();
+      expect(token).toMatch(/^[0-9A-Za-z]+$/);
+      const denied = await fetch(new URL("/api/sse-token?topics=news,payroll", app.url));
+      expect(denied.status).toBe(403);
+      expect(await denied.json()).toEqual({ error: "topic_forbidden", message: "not allowed to read: payroll" });
+      expect((await fetch(new URL("/api/sse-token", app.url))).status).toBe(400);
+
+      const client = await fetch(new URL("/vendor/sse-hub-client.mjs", app.url));
+      expect(client.status).toBe(200);
+      expect(client.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
+      expect(await client.text()).toContain("createSseClient");
+
+      // The token works as the client sends it (Bearer); the stream shows on /health, and with
+      // SSE_TOKEN_TTL=30 its expiry notice comes 10 s before expiry, not at once.
+      const stream = await new Promise<http.IncomingMessage>((resolve, reject) =>
+        http.get(new URL("/sse-server/events", app.url), { headers: { Authorization: `Bearer ${token}` } }, resolve).on("error", reject),
+      );
+      expect(stream.statusCode).toBe(200);
+      let text = "";
+      stream.setEncoding("utf8");
+      stream.on("data", (c: string) => (text += c));
+      const health = await fetch(new URL("/sse-server/health", app.url));
+      expect(health.status).toBe(200);
+      expect(await health.json()).toEqual(expect.objectContaining({ status: "ok", subscribers: 1 }));
+      // A marker published after the stream opened: everything before it has arrived by then.
+      expect((await publish(app.url, { topic: "news", data: "marker", via: "router" })).json).toEqual(
+        expect.objectContaining({ ok: true, event: "news-update" }),
+      );
+      while (!/data:marker\nid:[^\n]+\n\n/.test(text)) await new Promise((r) => stream.once("data", r));
+      expect(text).not.toContain("sse:expiring");
+      expect(text).toMatch(/^:\n\n(retry:\d+\n\n)?event:news-update\ndata:marker\nid:[^\n]+\n\n$/);
+      stream.destroy();
+
+      // Plain EventSource users: the 307 passes lastEventId on to the hub.
+      const redirect = await fetch(new URL("/subscribe?topics=news&lastEventId=abc", app.url), { redirect: "manual" });
+      expect(redirect.status).toBe(307);
+      expect(redirect.headers.get("location")).toMatch(/^\/sse-server\/events\?token=[0-9A-Za-z]+&lastEventId=abc$/);
     } finally {
       await app.stop();
     }

@@ -98,8 +98,9 @@ describe("example app behind nginx", () => {
     expect(page.headers.get("server")).toBe("nginx");
     const html = await page.text();
     expect(html).toContain("<title>sse-server example</title>");
-    expect(html).toContain('src="app.js"');
-    for (const asset of ["/app.js", "/style.css"]) {
+    expect(html).toContain('<script type="module" src="app.js"></script>');
+    expect(html).toContain('"sse-hub/client": "./vendor/sse-hub-client.mjs"');
+    for (const asset of ["/app.js", "/style.css", "/vendor/sse-hub-client.mjs"]) {
       const res = await fetch(url(asset));
       expect(res.status).toBe(200);
       expect((await res.text()).length).toBeGreaterThan(500);

@@ -1,6 +1,6 @@
 /**
  * The example app behind real nginx, as child processes: the app
- * (`example-app/server.js`) and nginx (`example-app/run-nginx.sh`, Debian's
+ * (`example-app/server.ts`) and nginx (`example-app/run-nginx.sh`, Debian's
  * nginx). Each runs in its own process group, so stopping it stops everything
  * it started; `stopAll()` in afterAll cleans up whatever a failed test left.
  *
@@ -154,6 +154,9 @@ export function requireNginx(): string {
   return bin;
 }
 
+/** Node's arguments that run the example app (TypeScript, compiled on load by esbuild-register). */
+export const EXAMPLE_ARGS: readonly string[] = ["-r", "esbuild-register", path.join(EXAMPLE_DIR, "server.ts")];
+
 export interface ExampleApp {
   readonly port: number;
   /** The app's own URL, e.g. http://127.0.0.1:41393/ */
@@ -163,8 +166,9 @@ export interface ExampleApp {
 }
 
 /**
- * Starts `node example-app/server.js` (port 0 = a free one) and waits for its
- * "listening; open <url>" line.
+ * Starts the example app as `npm run example` does, without the build
+ * (`node -r esbuild-register example-app/server.ts`; port 0 = a free one) and
+ * waits for its "listening; open <url>" line.
  */
 export async function startExampleApp(options: { port?: number; env?: NodeJS.ProcessEnv } = {}): Promise<ExampleApp> {
   const env: NodeJS.ProcessEnv = {
@@ -182,7 +186,7 @@ export async function startExampleApp(options: { port?: number; env?: NodeJS.Pro
       const { managed, match } = await startManaged(
         "example app",
         process.execPath,
-        [path.join(EXAMPLE_DIR, "server.js")],
+        EXAMPLE_ARGS,
         env,
         /listening; open (http:\/\/[^\s]+:(\d+)\/)/,
         15_000,
@@ -195,7 +199,7 @@ export async function startExampleApp(options: { port?: number; env?: NodeJS.Pro
       };
     } catch (err) {
       // dist/ vanished mid-start because a parallel test file rebuilds it: try again.
-      if (attempt < 3 && /cannot load the sse-server library/.test((err as Error).message)) {
+      if (attempt < 3 && /Cannot find module/.test((err as Error).message)) {
         await new Promise((r) => setTimeout(r, 1_000));
         continue;
       }

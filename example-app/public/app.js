@@ -1,275 +1,230 @@
-// The example page: plain browser JavaScript, no build step.
+// The example page: a browser ES module, no build step. `sse-hub/client` is
+// the package's browser client, mapped to the app's copy by the import map in
+// index.html.
 //
-// Subscribing: `new EventSource("subscribe?topics=a,b")`. The backend checks
-// the topics against its allowlist, mints a token and answers 307 to
-// `/sse-server/events?token=…`; the browser follows the redirect.
-//
-// Connection state comes from EventSource itself (readyState + onopen/onerror):
-//   connecting    first attempt under way
-//   open          stream is up
-//   reconnecting  the stream broke; the browser retries after the server's
-//                 `retry:` delay. If a retry gets an HTTP error (e.g. a proxy's
-//                 502 while the app restarts), EventSource gives up for good, so
-//                 this page then opens a new one itself, with backoff and jitter.
-//   closed        the backend refused the subscription (e.g. 403); no retry.
-"use strict";
+// Topics: frames carry no topic, so the app names each event after its topic
+// (`weather-update`). The page listens only for its own topics' names: with
+// tab sharing the connection carries the union of every tab's topics, and the
+// name is what lets each tab show just its own, with the topic, whatever the
+// data is (a Python backend's plain text arrives unchanged).
+import { createSseClient } from "sse-hub/client";
 
-(function () {
-  const $ = (id) => document.getElementById(id);
-  const MAX_ROWS = 200;
+const $ = (id) => document.getElementById(id);
+const MAX_ROWS = 200;
+const SUFFIX = "-update";
+const topicOf = (name) => (name.endsWith(SUFFIX) ? name.slice(0, -SUFFIX.length) : "");
 
-  /** A small debug handle for the devtools console: `sseExample.log`, `.states`, `.events`. */
-  const debug = { states: [], log: [], events: 0 };
-  window.sseExample = debug;
+/** A small debug handle for the devtools console (and the tests). */
+const debug = { states: [], log: [], events: 0, resets: 0, rotations: 0, leader: false };
+window.sseExample = debug;
 
-  let config = { topics: [], eventNames: ["message"], basePath: "/sse-server" };
-  let source = null; // the current EventSource
-  let wanted = null; // topics the person asked for, or null when disconnected
-  let everOpen = false; // has the current subscription been open at least once?
-  let retryTimer = null;
-  let retryAttempt = 0;
-  const eventNames = new Set(); // names we listen for (EventSource needs one listener per name)
+let config = { topics: [], basePath: "/sse-server" };
+let client = null;
+/** Token fetches of the current client in this tab; each after the first is a rotation. */
+let fetches = 0;
 
-  // ---- connection state -------------------------------------------------
+const LABELS = { idle: "not connected", connecting: "connecting", open: "open", reconnecting: "reconnecting", closed: "closed" };
 
-  const LABELS = { idle: "not connected", connecting: "connecting", open: "open", reconnecting: "reconnecting", closed: "closed" };
+function log(text) {
+  debug.log.push(`${new Date().toISOString()} ${text}`);
+  if (debug.log.length > 100) debug.log.shift();
+}
 
-  function setState(state, detail) {
-    const el = $("state");
-    el.dataset.state = state;
-    el.textContent = LABELS[state];
-    if (detail !== undefined) $("state-detail").textContent = detail;
-    const last = debug.states[debug.states.length - 1];
-    if (last !== state) debug.states.push(state);
-    debug.log.push(`${new Date().toISOString()} ${state}: ${$("state-detail").textContent}`);
-    if (debug.log.length > 100) debug.log.shift();
-    $("connect").textContent = state === "idle" || state === "closed" ? "Connect" : "Reconnect";
-    $("disconnect").disabled = state === "idle";
-  }
+function setState(state, detail) {
+  const el = $("state");
+  el.dataset.state = state;
+  el.textContent = LABELS[state];
+  if (detail !== undefined) $("state-detail").textContent = detail;
+  if (debug.states[debug.states.length - 1] !== state) debug.states.push(state);
+  log(`${state}: ${$("state-detail").textContent}`);
+  $("connect").textContent = state === "idle" || state === "closed" ? "Connect" : "Reconnect";
+  $("disconnect").disabled = state === "idle" || state === "closed";
+}
 
-  function subscribeUrl(topics) {
-    return "subscribe?topics=" + encodeURIComponent(topics.join(","));
-  }
+function showFacts() {
+  const leader = client !== null && client.leader;
+  debug.leader = leader;
+  $("leader").textContent = client === null ? "–" : leader ? "leads: holds the connection" : "follows: another tab leads";
+  $("last-id").textContent = client?.lastEventId ?? "–";
+  $("resets").textContent = String(debug.resets);
+  $("rotations").textContent = String(debug.rotations);
+}
 
-  function connect() {
-    const topics = selectedTopics();
-    disconnect();
-    if (topics.length === 0) {
-      $("state-detail").textContent = "Pick at least one topic.";
-      return;
+/** The client's token provider: the backend checks the topics and mints a subscribe token. */
+async function fetchToken(topics) {
+  const res = await fetch("api/sse-token?topics=" + encodeURIComponent(topics.join(",")), { cache: "no-store" });
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    const message = `Refused (${res.status}): ${body.message || res.statusText}`;
+    // Not allowed is final; anything else (e.g. a proxy's 502 while the app restarts) the client retries.
+    if (res.status >= 400 && res.status < 500) {
+      disconnect();
+      setState("closed", message);
     }
-    wanted = topics;
-    everOpen = false;
-    retryAttempt = 0;
-    open("connecting");
+    throw new Error(message);
   }
+  if (++fetches > 1) debug.rotations++;
+  showFacts();
+  return res.text();
+}
 
-  function disconnect() {
-    wanted = null;
-    clearTimeout(retryTimer);
-    retryTimer = null;
-    if (source) source.close();
-    source = null;
-    setState("idle", "Not connected.");
+function connect(topics) {
+  disconnect();
+  if (topics.length === 0) {
+    $("state-detail").textContent = "Pick at least one topic.";
+    return;
   }
-
-  function open(state) {
-    const topics = wanted;
-    const url = subscribeUrl(topics);
-    const es = new EventSource(url);
-    source = es;
-    for (const name of eventNames) es.addEventListener(name, onEvent);
-    es.addEventListener("sse:reset", onReset);
-    setState(state, state === "connecting" ? `GET ${url} → 307 → ${config.basePath}/events?token=…` : undefined);
-
-    es.onopen = () => {
-      if (es !== source) return;
-      const again = everOpen || retryAttempt > 0;
-      everOpen = true;
-      retryAttempt = 0;
-      setState("open", `Subscribed to ${topics.join(", ")}: GET ${url} → 307 → ${config.basePath}/events?token=…`);
-      if (again) notice("reconnected: a real app re-fetches its state from the backend now");
-    };
-
-    es.onerror = () => {
-      if (es !== source) return;
-      if (es.readyState === EventSource.CONNECTING) {
-        // The browser retries by itself after the server's retry: delay.
-        setState("reconnecting", "Connection lost; the browser is retrying…");
-        return;
-      }
-      // CLOSED: the browser gave up (an HTTP error or a non-event-stream answer).
-      es.close();
-      source = null;
-      explainAndRetry(topics);
-    };
-  }
-
-  /** After EventSource gave up: find out why, then retry later or stop. */
-  async function explainAndRetry(topics) {
-    let why = "server unreachable";
-    try {
-      // Ask /subscribe alone (no stream): a 4xx means "not allowed", don't retry.
-      const res = await fetch(subscribeUrl(topics), { redirect: "manual", cache: "no-store" });
-      if (res.status >= 400 && res.status < 500) {
-        const body = await res.json().catch(() => ({}));
-        if (wanted === topics) setState("closed", `Refused (${res.status}): ${body.message || res.statusText}`);
-        return;
-      }
-      if (res.status >= 500) why = `the server answered ${res.status}`;
-    } catch {
-      // network error: keep "server unreachable"
-    }
-    if (wanted !== topics) return; // disconnected or re-subscribed meanwhile
-    // Exponential backoff with jitter, so a restart does not bring every page back at once.
-    const base = Math.min(15000, 1000 * 2 ** retryAttempt);
-    const delay = Math.round(base * (0.5 + Math.random()));
-    retryAttempt++;
-    setState("reconnecting", `${why}; retrying in ${(delay / 1000).toFixed(1)} s (attempt ${retryAttempt})`);
-    retryTimer = setTimeout(() => {
-      retryTimer = null;
-      if (wanted === topics) open("reconnecting");
-    }, delay);
-  }
-
-  // ---- events -------------------------------------------------------------
-
-  function listenFor(name) {
-    if (eventNames.has(name)) return;
-    eventNames.add(name);
-    const opt = document.createElement("option");
-    opt.value = name;
-    $("event-names").append(opt);
-    if (source) source.addEventListener(name, onEvent);
-  }
-
-  function onEvent(e) {
-    addRow(e.type, e.data, e.lastEventId, false);
-  }
-
-  function onReset(e) {
-    // The hub has no history for our Last-Event-ID (it restarted, or we were gone too long).
-    addRow(e.type, e.data, e.lastEventId, true);
-    notice("sse:reset: events may have been missed; a real app rebuilds its state now");
-  }
-
-  function notice(text) {
-    addRow("(page)", text, "", true);
-  }
-
-  function addRow(name, data, id, isNotice) {
-    const tr = document.createElement("tr");
-    tr.className = isNotice ? "notice fresh" : "event fresh";
-    tr.dataset.event = name;
-    const cells = [
-      ["time", new Date().toLocaleTimeString([], { hour12: false }) + "." + String(Date.now() % 1000).padStart(3, "0")],
-      ["name", name],
-      ["data", data],
-      ["id", id || ""],
-    ];
-    for (const [cls, text] of cells) {
-      const td = document.createElement("td");
-      td.className = cls;
-      td.textContent = text;
-      tr.append(td);
-    }
-    const body = $("events");
-    body.prepend(tr); // newest first
-    while (body.rows.length > MAX_ROWS) body.deleteRow(body.rows.length - 1);
-    if (!isNotice) debug.events++;
-    $("event-count").textContent = String(debug.events);
-    $("events-empty").hidden = true;
-  }
-
-  // ---- publishing ---------------------------------------------------------
-
-  async function publish(ev) {
-    ev.preventDefault();
-    const form = $("publish-form");
-    const topic = $("pub-topic").value;
-    const event = $("pub-event").value.trim() || `${topic}-update`;
-    const data = $("pub-data").value;
-    const via = form.elements.via.value;
-    listenFor(event); // so this page can show it (EventSource delivers named events to named listeners only)
-    const result = $("publish-result");
-    result.className = "muted";
-    result.textContent = "sending…";
-    try {
-      const res = await fetch("api/publish", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ topic, event, data, via }),
-      });
-      const body = await res.json().catch(() => ({}));
-      if (!res.ok) throw new Error(body.message || `HTTP ${res.status}`);
-      result.className = "ok";
-      result.textContent = `sent "${event}" to ${topic} via ${body.via} (${body.ms} ms)`;
-    } catch (err) {
-      result.className = "bad";
-      result.textContent = `not sent: ${err.message}`;
-    }
-  }
-
-  // ---- setup --------------------------------------------------------------
-
-  function selectedTopics() {
-    return [...document.querySelectorAll("#topics input:checked")].map((i) => i.value);
-  }
-
-  async function init() {
-    try {
-      const res = await fetch("api/config", { cache: "no-store" });
-      config = await res.json();
-    } catch (err) {
-      $("topics").textContent = `could not load topics: ${err.message}`;
-      return;
-    }
-    $("base-path").textContent = config.basePath + "/";
-    for (const el of document.querySelectorAll(".bp")) el.textContent = config.basePath;
-
-    const topicsBox = $("topics");
-    topicsBox.textContent = "";
-    const select = $("pub-topic");
-    config.topics.forEach((topic, i) => {
-      const label = document.createElement("label");
-      const box = document.createElement("input");
-      box.type = "checkbox";
-      box.value = topic;
-      box.name = "topic";
-      box.checked = i < 2;
-      box.addEventListener("change", () => {
-        if (wanted !== null) connect(); // re-subscribe with the new set
-      });
-      label.append(box, " " + topic);
-      topicsBox.append(label);
-      select.append(new Option(topic, topic));
+  fetches = 0;
+  const detail = `Subscribed to ${topics.join(", ")}`;
+  client = createSseClient({
+    url: config.basePath + "/events",
+    topics,
+    token: fetchToken,
+    onState: (state) => {
+      setState(state, state === "open" ? detail : undefined);
+      showFacts();
+    },
+    onReset: ({ reason }) => {
+      debug.resets++;
+      notice(`sse:reset (${reason}): events may have been missed; a real app reloads its state now`);
+      showFacts();
+    },
+    // Show the data as sent, not JSON-parsed.
+    parse: (_name, data) => data,
+  });
+  for (const topic of topics) {
+    const name = topic + SUFFIX;
+    client.on(name, (data, id) => {
+      addRow({ topic, name, data, id });
+      showFacts();
     });
-    for (const name of config.eventNames) listenFor(name);
-
-    const eventInput = $("pub-event");
-    let edited = false;
-    eventInput.addEventListener("input", () => (edited = eventInput.value !== ""));
-    const suggest = () => {
-      if (!edited) eventInput.value = `${select.value}-update`;
-    };
-    select.addEventListener("change", suggest);
-    suggest();
-
-    $("subscribe-form").addEventListener("submit", (e) => {
-      e.preventDefault();
-      connect();
-    });
-    $("disconnect").addEventListener("click", disconnect);
-    $("publish-form").addEventListener("submit", publish);
-    $("clear").addEventListener("click", () => {
-      $("events").textContent = "";
-      debug.events = 0;
-      $("event-count").textContent = "0";
-      $("events-empty").hidden = false;
-    });
-    setState("idle");
-    document.body.dataset.ready = "true";
   }
+  setState("connecting", `${detail}: fetching a token…`);
+  showFacts();
+}
 
-  init();
-})();
+function disconnect() {
+  if (client === null) return;
+  const c = client;
+  client = null;
+  c.close();
+  setState("idle", "Not connected.");
+  showFacts();
+}
+
+function notice(text) {
+  addRow({ topic: "", name: "(page)", data: text, id: "" }, true);
+}
+
+function addRow({ topic, name, data, id }, isNotice = false) {
+  const li = document.createElement("li");
+  li.className = isNotice ? "notice" : "event";
+  li.dataset.topic = topic;
+  const time = new Date().toLocaleTimeString([], { hour12: false });
+  for (const [cls, text] of [["topic", topic || "notice"], ["name", name], ["time", time], ["data", data], ["id", id ? "id " + id : ""]]) {
+    const span = document.createElement("span");
+    span.className = cls;
+    span.textContent = text;
+    li.append(span);
+  }
+  const list = $("events");
+  list.prepend(li); // newest first
+  while (list.children.length > MAX_ROWS) list.lastElementChild.remove();
+  if (!isNotice) debug.events++;
+  $("event-count").textContent = String(debug.events);
+  $("events-empty").hidden = true;
+}
+
+async function publish(ev) {
+  ev.preventDefault();
+  const topic = $("pub-topic").value;
+  const data = $("pub-data").value;
+  const via = $("publish-form").elements.via.value;
+  const result = $("publish-result");
+  result.className = "muted";
+  result.textContent = "sending…";
+  try {
+    const res = await fetch("api/publish", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ topic, data, via }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error(body.message || `HTTP ${res.status}`);
+    result.className = "ok";
+    result.textContent = `sent to ${topic} via ${body.via} (${body.ms} ms)`;
+  } catch (err) {
+    result.className = "bad";
+    result.textContent = `not sent: ${err.message}`;
+  }
+}
+
+/** How many streams the server holds (its /health): one per browser, however many tabs. */
+async function showStreams() {
+  try {
+    const res = await fetch(config.basePath + "/health", { cache: "no-store" });
+    $("streams").textContent = String((await res.json()).subscribers);
+  } catch {
+    $("streams").textContent = "?";
+  }
+}
+
+function selectedTopics() {
+  return [...document.querySelectorAll("#topics input:checked")].map((i) => i.value);
+}
+
+async function init() {
+  try {
+    config = await (await fetch("api/config", { cache: "no-store" })).json();
+  } catch (err) {
+    $("topics").textContent = `could not load topics: ${err.message}`;
+    return;
+  }
+  $("base-path").textContent = config.basePath + "/";
+  $("health-link").href = config.basePath + "/health";
+  for (const el of document.querySelectorAll(".bp")) el.textContent = config.basePath;
+
+  // `/?topics=weather,news` connects at once (to exactly those: a topic the
+  // backend does not allow shows its refusal).
+  const fromUrl = new URLSearchParams(location.search).get("topics");
+  const wanted = fromUrl === null ? null : fromUrl.split(",").map((t) => t.trim()).filter(Boolean);
+
+  const box = $("topics");
+  box.textContent = "";
+  const select = $("pub-topic");
+  config.topics.forEach((topic, i) => {
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    input.type = "checkbox";
+    input.value = topic;
+    input.name = "topic";
+    input.checked = wanted === null ? i < 2 : wanted.includes(topic);
+    input.addEventListener("change", () => {
+      if (client !== null) connect(selectedTopics()); // re-subscribe with the new set
+    });
+    label.append(input, " " + topic);
+    box.append(label);
+    select.append(new Option(topic, topic));
+  });
+
+  $("subscribe-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    connect(selectedTopics());
+  });
+  $("disconnect").addEventListener("click", disconnect);
+  $("publish-form").addEventListener("submit", publish);
+  $("clear").addEventListener("click", () => {
+    $("events").textContent = "";
+    debug.events = 0;
+    $("event-count").textContent = "0";
+    $("events-empty").hidden = false;
+  });
+  setState("idle");
+  showFacts();
+  void showStreams();
+  setInterval(showStreams, 3000);
+  if (wanted !== null) connect(wanted);
+  document.body.dataset.ready = "true";
+}
+
+void init();
