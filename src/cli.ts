@@ -11,7 +11,9 @@
  *   SSE_HEALTH=1 --health     serve GET /health
  *   SSE_METRICS=1 --metrics   serve GET /metrics
  *   REDIS_URL    --redis-url  share events and history through Redis
- *                             (redis://[user:pass@]host:port[/db]); needs ioredis
+ *                             (redis://[user:pass@]host:port[/db]); needs ioredis;
+ *                             through Sentinel: redis+sentinel://[user:pass@]
+ *                             host:port[,host:port...]/<master name>[/db]
  *   WORKERS      --workers    processes on one port (node:cluster), an integer
  *                             or "auto" (one per CPU); more than 1 needs REDIS_URL
  *
@@ -77,12 +79,13 @@ export function readConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ser
   if (redisUrl !== undefined) {
     let protocol = "";
     try {
-      protocol = new URL(redisUrl).protocol;
+      protocol = redisUrl.startsWith(SENTINEL_SCHEME) ? SENTINEL_SCHEME : new URL(redisUrl).protocol;
     } catch {
       // reported below
     }
-    if (protocol !== "redis:" && protocol !== "rediss:") {
-      fail("REDIS_URL must look like redis://host:6379 (or rediss:// for TLS)");
+    if (protocol === SENTINEL_SCHEME) sentinelOptions(redisUrl); // throws on a malformed one
+    else if (protocol !== "redis:" && protocol !== "rediss:") {
+      fail("REDIS_URL must look like redis://host:6379 (or rediss:// for TLS, or redis+sentinel://host:26379/mymaster)");
     }
   }
   const workersText = values.workers ?? (env["WORKERS"] || "1");
@@ -108,8 +111,46 @@ export function readConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ser
   };
 }
 
+const SENTINEL_SCHEME = "redis+sentinel:";
+const SENTINEL_URL = /^redis\+sentinel:\/\/(?:([^@/]*)@)?([^@/]+)\/([^/]+)(?:\/([0-9]{1,2}))?\/?$/;
+
+/**
+ * `redis+sentinel://[user:pass@]h1:26379,h2:26379/<master name>[/db]` →
+ * ioredis Sentinel options. The credentials are the master's (sentinels are
+ * reached without a password). ioredis asks the sentinels for the current
+ * master on every reconnect; `failoverDetector` makes it reconnect as soon as
+ * a sentinel announces a switch, and a READONLY reply (a demoted master still
+ * answering) reconnects too, so publishing moves to the new master instead of
+ * failing until the old connection drops.
+ */
+export function sentinelOptions(url: string): RedisModule.RedisBrokerOptions {
+  const m = SENTINEL_URL.exec(url);
+  const invalid = () => fail("REDIS_URL with Sentinel must look like redis+sentinel://host:26379[,host:26379...]/mymaster[/db]");
+  if (!m) invalid();
+  const sentinels = m![2]!.split(",").map((hostPort) => {
+    const hp = /^(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):([0-9]{1,5})$/.exec(hostPort);
+    if (!hp || Number(hp[2]) > 65535) invalid();
+    return { host: hp![1]!.replace(/^\[|\]$/g, ""), port: Number(hp![2]) };
+  });
+  const [user, pass] = m![1] === undefined ? [] : m![1].split(":").map(decodeURIComponent);
+  return {
+    // The broker names its pub/sub channel after the database; host and port come from the sentinels.
+    url: `redis://127.0.0.1/${m![4] ?? "0"}`,
+    redis: {
+      sentinels,
+      name: decodeURIComponent(m![3]!),
+      ...(user ? { username: user } : {}),
+      ...(pass ? { password: pass } : {}),
+      failoverDetector: true,
+      reconnectOnError: (err: Error) => (err.message.startsWith("READONLY") ? 2 : false),
+    },
+  };
+}
+
 /** `redis://user:secret@host:6379/0` → `redis://host:6379/0`: never log credentials. */
 export function redactRedisUrl(url: string): string {
+  const sentinel = SENTINEL_URL.exec(url);
+  if (sentinel) return `redis+sentinel://${sentinel[2]}/${sentinel[3]}${sentinel[4] === undefined ? "" : "/" + sentinel[4]}`;
   try {
     const u = new URL(url);
     return `${u.protocol}//${u.host}${u.pathname === "/" ? "" : u.pathname}`;
@@ -164,7 +205,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   if (config.redisUrl !== undefined) {
     // Loaded only when asked for, so ioredis stays optional.
     const { createRedisBroker } = require("./redis") as typeof RedisModule;
-    redisBroker = createRedisBroker({ url: config.redisUrl });
+    redisBroker = createRedisBroker(config.redisUrl.startsWith(SENTINEL_SCHEME) ? sentinelOptions(config.redisUrl) : { url: config.redisUrl });
     broker = redisBroker;
   }
   const router = createSseRouter({ secret: config.secret, health: config.health, metrics: config.metrics, broker });
