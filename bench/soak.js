@@ -208,6 +208,24 @@ class RedisNode {
   }
 }
 
+/** `role`, replication offset and stream length of one Redis node, for diagnostics. */
+async function redisInfo(port) {
+  const c = new Redis({ host: "127.0.0.1", port, lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000, retryStrategy: () => null });
+  c.on("error", () => undefined);
+  try {
+    await c.connect();
+    const info = await c.info("replication");
+    const role = /role:(\w+)/.exec(info)?.[1];
+    const len = await c.xlen("sse-server:events").catch(() => "?");
+    const epoch = await c.get("sse-server:events:epoch").catch(() => "?");
+    return `${port} ${role} xlen ${len} epoch ${epoch}`;
+  } catch (err) {
+    return `${port} down (${err.message})`;
+  } finally {
+    c.disconnect();
+  }
+}
+
 class Sentinel {
   constructor(port) {
     this.port = port;
@@ -327,6 +345,19 @@ class Proxy {
 
 // ---------------------------------------------------------------- bookkeeping
 
+/** The fault most recently started (anomalies are attributed to it, to point at the cause). */
+let lastFault = "none";
+const anomalyLines = new Map();
+/** Logs the first few anomalies of each kind and counts them all per kind and preceding fault. */
+function anomaly(kind, text, n, fault) {
+  const key = `${kind} after ${fault.replace(/@.*/, "")}`;
+  result.anomaliesByFault[key] = (result.anomaliesByFault[key] ?? 0) + n;
+  const shown = anomalyLines.get(kind) ?? 0;
+  anomalyLines.set(kind, shown + 1);
+  if (shown < 10) log(`${kind} ${text} (after ${fault})`);
+  else if (shown === 10) log(`${kind}: more of these are counted, not shown`);
+}
+
 const result = {
   seed: SEED,
   durationS: DURATION / 1000,
@@ -351,6 +382,8 @@ const result = {
   crashes: 0,
   faults: {},
   faultErrors: [],
+  anomaliesByFault: {},
+  stuck: [],
   recoveryMsMax: 0,
   memory: {},
 };
@@ -361,61 +394,75 @@ const acked = Array.from({ length: PUBLISHERS }, () => new Set());
 const nextSeq = new Array(PUBLISHERS).fill(0);
 
 /**
- * Per subscriber: per publisher the last number seen, the set seen, and
- * whether an sse:reset arrived since (it covers the next gap).
+ * Per subscriber and publisher: every number received, in arrival order, with
+ * how many sse:reset had arrived before it and the fault running then. Judged
+ * at the end, when it is known which submits got their 200 (an event often
+ * reaches subscribers before its publisher has read the answer). Unacknowledged
+ * events (503, timeout: maybe stored, maybe not) may appear anywhere, once.
  */
 class Ledger {
   constructor(name) {
     this.name = name;
-    this.last = new Array(PUBLISHERS).fill(-1);
-    this.seen = Array.from({ length: PUBLISHERS }, () => new Set());
-    this.resetPending = new Array(PUBLISHERS).fill(false);
+    this.arrivals = Array.from({ length: PUBLISHERS }, () => []);
+    this.resets = 0;
     this.lastId = undefined;
   }
   onEvent(event, data, id) {
     if (id) this.lastId = id;
     if (event === "sse:reset") {
       result.resets++;
-      this.resetPending.fill(true);
+      this.resets++;
       return;
     }
     if (event !== "n") return;
     const [p, n] = data.split(":").map(Number);
-    const seen = this.seen[p];
-    if (seen.has(n)) {
-      result.duplicated++;
-      log(`DUPLICATE ${this.name}: ${data} (id ${id})`);
-      return;
-    }
-    seen.add(n);
-    if (acked[p].has(n)) result.delivered++;
-    else result.unackedDelivered++;
-    if (n < this.last[p]) {
-      result.reordered++;
-      log(`REORDERED ${this.name}: ${data} after ${p}:${this.last[p]} (id ${id})`);
-      return;
-    }
-    this.judgeGap(p, n);
-    this.last[p] = n;
+    this.arrivals[p].push({ n, resets: this.resets, fault: lastFault, id });
   }
-  /** Acknowledged numbers strictly between the last seen and `n` were missed: covered by a reset, or lost. */
-  judgeGap(p, n) {
-    let missing = 0;
-    for (let k = this.last[p] + 1; k < n; k++) if (acked[p].has(k) && !this.seen[p].has(k)) missing++;
-    if (missing > 0) {
-      if (this.resetPending[p]) result.resetCovered += missing;
-      else {
-        result.lost += missing;
-        const detail = `${this.name}: ${missing} acknowledged of publisher ${p} between ${this.last[p]} and ${n}`;
-        result.lostDetail.push(detail);
-        log("LOST " + detail);
-      }
-    }
-    this.resetPending[p] = false;
-  }
-  /** Has it seen publisher p's end marker? */
+  /** Has it received publisher p's end marker? */
   done(p) {
-    return this.seen[p].has(finalSeq[p]);
+    return this.arrivals[p].some((a) => a.n === finalSeq[p]);
+  }
+  judge() {
+    for (let p = 0; p < PUBLISHERS; p++) {
+      const seen = new Set();
+      let last; // the last acknowledged arrival
+      for (const a of this.arrivals[p]) {
+        if (seen.has(a.n)) {
+          result.duplicated++;
+          anomaly("DUPLICATE", `${this.name}: ${p}:${a.n} (id ${a.id})`, 1, a.fault);
+          continue;
+        }
+        seen.add(a.n);
+        if (!acked[p].has(a.n)) {
+          result.unackedDelivered++;
+          continue;
+        }
+        result.delivered++;
+        if (last !== undefined && a.n < last.n) {
+          result.reordered++;
+          anomaly("REORDERED", `${this.name}: ${p}:${a.n} after ${p}:${last.n} (id ${a.id})`, 1, a.fault);
+          continue;
+        }
+        this.gap(p, last, a);
+        last = a;
+      }
+      // Past the last arrival (the end marker when it came): everything acknowledged is missing.
+      this.gap(p, last, { n: nextSeq[p], resets: this.resets, fault: "the end" });
+    }
+  }
+  /** Acknowledged numbers between two arrivals that never arrived: covered by a reset in between, or lost. */
+  gap(p, from, to) {
+    let missing = 0;
+    for (let k = (from?.n ?? -1) + 1; k < to.n; k++) if (acked[p].has(k)) missing++;
+    if (missing === 0) return;
+    if (to.resets > (from?.resets ?? 0)) {
+      result.resetCovered += missing;
+      return;
+    }
+    result.lost += missing;
+    const detail = `${this.name}: ${missing} acknowledged of publisher ${p} between ${from?.n ?? "the start"} and ${to.n}`;
+    if (result.lostDetail.length < 50) result.lostDetail.push(`${detail} (during ${to.fault})`);
+    anomaly("LOST", detail, missing, to.fault);
   }
 }
 const finalSeq = new Array(PUBLISHERS).fill(-1);
@@ -694,7 +741,15 @@ async function main() {
     const t0 = Date.now();
     const probe = submitToken(SECRET, [{ topic: "probe", event: "p", data: "" }]);
     for (const inst of instances) {
-      await waitFor(async () => inst.up && (await submitOnce(inst, probe)) === 200, 60_000, `instance ${inst.index} to accept submits after ${what}`);
+      try {
+        await waitFor(async () => inst.up && (await submitOnce(inst, probe)) === 200, 60_000, `instance ${inst.index} to accept submits after ${what}`);
+      } catch (err) {
+        // Keep going (the other instances still serve); say what the stuck one printed.
+        const replication = await Promise.all(nodes.map((n) => redisInfo(n.port)));
+        const detail = `${err.message}; its log: ${inst.lines.slice(-8).join(" | ")}; redis: ${replication.join(" | ")}`;
+        result.stuck.push(`${elapsed()}s ${detail}`.slice(0, 2000));
+        log("STUCK " + detail);
+      }
     }
     result.recoveryMsMax = Math.max(result.recoveryMsMax, Date.now() - t0);
   };
@@ -746,6 +801,7 @@ async function main() {
     if (round.length === 0) round = [...names].sort(() => random() - 0.5); // every kind once per round
     const name = round.shift();
     log(`fault: ${name}`);
+    lastFault = `${name}@${elapsed()}s`;
     try {
       await faults[name]();
       result.faults[name] = (result.faults[name] ?? 0) + 1;
@@ -762,15 +818,16 @@ async function main() {
   await sampling;
   for (const n of nodes) if (alive(n.proc)) n.proc.kill("SIGCONT");
   for (const inst of instances) if (!inst.up) await inst.start();
+  lastFault = "the end";
   await recovered("the end");
-  await Promise.all(Array.from({ length: PUBLISHERS }, (_, p) => publishFinal(p, instances)));
+  await Promise.all(Array.from({ length: PUBLISHERS }, (_, p) => publishFinal(p, instances))).catch((err) => result.stuck.push(err.message));
   await waitFor(() => ledgers.every((l) => acked.every((_, p) => l.done(p))), 60_000, "every subscriber to see every end marker").catch((err) => {
     result.faultErrors.push(err.message);
     log(err.message);
   });
   subscribing = false;
   // Whatever is still missing at the end is lost, unless a reset arrived after the last event seen.
-  for (const l of ledgers) for (let p = 0; p < PUBLISHERS; p++) l.judgeGap(p, nextSeq[p]);
+  for (const l of ledgers) l.judge();
   proxy.server.close();
   for (const pair of proxy.pairs) pair.client.destroy();
   await Promise.race([Promise.all(subs), sleep(5000)]);
@@ -805,7 +862,7 @@ async function main() {
   const json = JSON.stringify(result, null, 2);
   if (flags.json) fs.writeFileSync(flags.json, json + "\n");
   console.log(json);
-  const ok = result.lost === 0 && result.duplicated === 0 && result.reordered === 0 && result.crashes === 0;
+  const ok = result.lost === 0 && result.duplicated === 0 && result.reordered === 0 && result.crashes === 0 && result.stuck.length === 0;
   log(ok ? "OK: nothing lost, duplicated or reordered" : "FAILED: see lost / duplicated / reordered / crashes above");
   process.exit(ok ? 0 : 1);
 }
