@@ -144,7 +144,8 @@ function spawnUntil(cmd, args, env, ready) {
   const onData = (chunk) => {
     output += chunk.toString();
     if (output.length > 20_000) output = output.slice(-10_000);
-    for (const line of chunk.toString().split("\n")) if (line.trim()) lines.push(line.trim());
+    // (Diagnostic-report notices from the heap sampler are noise here.)
+    for (const line of chunk.toString().split("\n")) if (line.trim() && !/Node\.js report/.test(line)) lines.push(line.trim());
     if (lines.length > 200) lines.splice(0, lines.length - 200);
   };
   proc.stdout.on("data", onData);
@@ -740,10 +741,12 @@ async function main() {
   const recovered = async (what) => {
     const t0 = Date.now();
     const probe = submitToken(SECRET, [{ topic: "probe", event: "p", data: "" }]);
+    let lastStatus = 0;
     for (const inst of instances) {
       try {
-        await waitFor(async () => inst.up && (await submitOnce(inst, probe)) === 200, 60_000, `instance ${inst.index} to accept submits after ${what}`);
+        await waitFor(async () => inst.up && (lastStatus = await submitOnce(inst, probe)) === 200, 60_000, `instance ${inst.index} to accept submits after ${what}`);
       } catch (err) {
+        err.message += ` (last answer ${lastStatus})`;
         // Keep going (the other instances still serve); say what the stuck one printed.
         const replication = await Promise.all(nodes.map((n) => redisInfo(n.port)));
         const detail = `${err.message}; its log: ${inst.lines.slice(-8).join(" | ")}; redis: ${replication.join(" | ")}`;
