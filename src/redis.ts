@@ -153,11 +153,17 @@ function parseEpochValue(value: unknown): { epoch: string; from: StreamId } {
  * publish on it), atomically: creates the epoch if missing (Redis came back
  * empty, or first use), and renews it if
  * the stream went back in time compared with what this instance saw (its
- * last read id, or its count of entries ever added). Returns
+ * last read id, or its count of entries ever added), or if the stored epoch
+ * is one this instance already left behind: Redis came back with an older
+ * copy of the data (a stale AOF or RDB, a lagging replica promoted) that
+ * carries an older epoch with its older stream. Accepting it as if another
+ * instance had renewed the epoch would replay that whole old stream to live
+ * subscribers and make its stale ids resumable. Returns
  * `[epochValue, lastGeneratedId, entriesAdded]`.
  *
  * KEYS: epoch key, stream key. ARGV: candidate epoch, known epoch ("" if
- * none), known last read id, known entries-added.
+ * none), known last read id, known entries-added, epochs this instance
+ * followed before (space-separated, "" if none).
  */
 const SYNC_SCRIPT = `
 local function id(text)
@@ -189,6 +195,9 @@ elseif ARGV[2] ~= "" and string.match(value, "^[^@]+") == ARGV[2] then
     value = ARGV[1] .. "@" .. head
     redis.call("SET", KEYS[1], value)
   end
+elseif string.find(" " .. ARGV[5] .. " ", " " .. string.match(value, "^[^@]+") .. " ", 1, true) then
+  value = ARGV[1] .. "@" .. head
+  redis.call("SET", KEYS[1], value)
 end
 return {value, head, added}
 `;
@@ -212,6 +221,9 @@ if ARGV[2] ~= "" then redis.call("XTRIM", KEYS[1], "MINID", "~", ARGV[2]) end
 redis.call("PUBLISH", ARGV[3], cmsgpack.pack(out))
 return #out / 4
 `;
+
+/** Past epochs a reader remembers (each outage that empties or rewinds Redis adds one). */
+const MAX_PAST_EPOCHS = 16;
 
 /** Pushed batches kept while catching up, at most (older ones are read from the stream again). */
 const MAX_PENDING = 50_000;
@@ -298,6 +310,8 @@ export class RedisBroker implements Broker {
   private needSync = true;
   /** Highest `entries-added` seen for the current epoch (detects a stream restored from an older copy). */
   private knownAdded = 0;
+  /** Epochs this reader followed before the current one, newest last (at most {@link MAX_PAST_EPOCHS}): seeing one again means Redis went back to older data. */
+  private pastEpochs: string[] = [];
   /** The command connection ran the sync script since it (re)connected; publishing waits for it. */
   private cmdSynced: Promise<void> | undefined;
   /** Pushed batches go straight to the sink (else into `pending` while catching up). */
@@ -623,6 +637,7 @@ export class RedisBroker implements Broker {
       check ? (this.epoch ?? "") : "",
       formatStreamId(this.cursor),
       this.knownAdded,
+      check ? this.pastEpochs.join(" ") : "",
     )) as [string, string, number];
     const { epoch, from } = parseEpochValue(reply[0]);
     return { epoch, from, head: parseStreamId(reply[1]) ?? ZERO, added: Number(reply[2]) || 0 };
@@ -649,6 +664,8 @@ export class RedisBroker implements Broker {
       );
       if (compareStreamIds(from, this.cursor) < 0) this.cursor = from;
       this.knownAdded = 0;
+      this.pastEpochs.push(this.epoch);
+      if (this.pastEpochs.length > MAX_PAST_EPOCHS) this.pastEpochs.shift();
     }
     this.knownAdded = Math.max(this.knownAdded, added);
     this.epoch = epoch;
