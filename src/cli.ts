@@ -118,10 +118,12 @@ const SENTINEL_URL = /^redis\+sentinel:\/\/(?:([^@/]*)@)?([^@/]+)\/([^/]+)(?:\/(
  * `redis+sentinel://[user:pass@]h1:26379,h2:26379/<master name>[/db]` →
  * ioredis Sentinel options. The credentials are the master's (sentinels are
  * reached without a password). ioredis asks the sentinels for the current
- * master on every reconnect; `failoverDetector` makes it reconnect as soon as
- * a sentinel announces a switch, and a READONLY reply (a demoted master still
- * answering) reconnects too, so publishing moves to the new master instead of
- * failing until the old connection drops.
+ * master on every reconnect; a failover ends the old master's client
+ * connections (Sentinel kills them when it demotes it), and a READONLY reply
+ * (a demoted master still answering) reconnects too, so publishing moves to
+ * the new master. Not ioredis's `failoverDetector`: in the chaos soak a
+ * switch announced while a connection was being re-established left the
+ * instance with no connection at all and no retry (503 until restarted).
  */
 export function sentinelOptions(url: string): RedisModule.RedisBrokerOptions {
   const m = SENTINEL_URL.exec(url);
@@ -141,7 +143,6 @@ export function sentinelOptions(url: string): RedisModule.RedisBrokerOptions {
       name: decodeURIComponent(m![3]!),
       ...(user ? { username: user } : {}),
       ...(pass ? { password: pass } : {}),
-      failoverDetector: true,
       reconnectOnError: (err: Error) => (err.message.startsWith("READONLY") ? 2 : false),
     },
   };
