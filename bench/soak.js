@@ -391,6 +391,8 @@ const result = {
 
 /** acked[p] = Set of sequence numbers of publisher p that got a 200. */
 const acked = Array.from({ length: PUBLISHERS }, () => new Set());
+/** Which instance (and process) acknowledged each event: lost stretches name it. */
+const ackedBy = new Map();
 /** Numbers each publisher used (200 or not); the last one is the end marker. */
 const nextSeq = new Array(PUBLISHERS).fill(0);
 
@@ -454,14 +456,19 @@ class Ledger {
   /** Acknowledged numbers between two arrivals that never arrived: covered by a reset in between, or lost. */
   gap(p, from, to) {
     let missing = 0;
-    for (let k = (from?.n ?? -1) + 1; k < to.n; k++) if (acked[p].has(k)) missing++;
+    const by = new Set();
+    for (let k = (from?.n ?? -1) + 1; k < to.n; k++) {
+      if (!acked[p].has(k)) continue;
+      missing++;
+      by.add(ackedBy.get(`${p}:${k}`));
+    }
     if (missing === 0) return;
     if (to.resets > (from?.resets ?? 0)) {
       result.resetCovered += missing;
       return;
     }
     result.lost += missing;
-    const detail = `${this.name}: ${missing} acknowledged of publisher ${p} between ${from?.n ?? "the start"} and ${to.n}`;
+    const detail = `${this.name}: ${missing} acknowledged of publisher ${p} between ${from?.n ?? "the start"} and ${to.n}, by ${[...by].join(", ")}`;
     if (result.lostDetail.length < 50) result.lostDetail.push(`${detail} (during ${to.fault})`);
     anomaly("LOST", detail, missing, to.fault);
   }
@@ -596,7 +603,9 @@ async function publisher(p, instances) {
   while (running) {
     const up = instances.filter((i) => i.up);
     const n = nextSeq[p]++;
-    const status = up.length === 0 ? 0 : await submitOnce(pick(up), submitToken(SECRET, [{ topic: TOPIC, event: "n", data: `${p}:${n}` }]));
+    const target = up.length === 0 ? undefined : pick(up);
+    const status = target === undefined ? 0 : await submitOnce(target, submitToken(SECRET, [{ topic: TOPIC, event: "n", data: `${p}:${n}` }]));
+    if (status === 200) ackedBy.set(`${p}:${n}`, `instance ${target.index} (pid ${target.proc.pid})`);
     result.submitStatuses[status] = (result.submitStatuses[status] ?? 0) + 1;
     if (status === 200) {
       acked[p].add(n);
@@ -764,6 +773,7 @@ async function main() {
       await sleep(random() * 1000);
       await victim.start();
       victim.restarts++;
+      log(`instance ${victim.index} restarted as pid ${victim.proc.pid}`);
     },
     "kill-redis": async () => {
       const m = await master();
