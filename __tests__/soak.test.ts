@@ -6,13 +6,16 @@
  * about a minute: instance SIGKILL + restart, Redis master SIGKILL + restart
  * (AOF appendfsync always, or no persistence), SIGSTOP past the command
  * timeout, connections cut mid-frame, Sentinel failover (manual, and after
- * killing the master).
+ * killing the master). Redis runs with `min-replicas-to-write 1` (the
+ * Sentinel setup docs/DEPLOY.md recommends): without it, an old master keeps
+ * acknowledging writes for ~10 s after a failover until Sentinel demotes it,
+ * and those events are lost.
  *
  * The promise: every event that got a 200 reaches every subscriber exactly
  * once and in order, or the subscriber got `sse:reset` before the stretch
  * it missed. The soak's own JSON report is printed on failure (it names the
  * fault after which each anomaly was seen, and the seed to repeat the run's
- * schedule: `node bench/soak.js --duration 60 --fault-gap 3 --seed <seed>`).
+ * schedule: `node bench/soak.js --duration 60 --fault-gap 3 --min-replicas --seed <seed>`).
  */
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -42,7 +45,7 @@ interface SoakResult {
   "60 s of faults under load: nothing acknowledged is lost, duplicated or reordered (or an sse:reset says so)",
   async () => {
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sse-soak-test-")), "result.json");
-    const child = spawn(process.execPath, [SOAK, "--duration", "60", "--fault-gap", "3", "--json", out], { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, [SOAK, "--duration", "60", "--fault-gap", "3", "--min-replicas", "--json", out], { stdio: ["ignore", "ignore", "pipe"] });
     let log = "";
     child.stderr!.on("data", (chunk: Buffer) => (log = (log + chunk.toString()).slice(-20_000)));
     // The soak bounds itself (60 s of faults, then at most ~2 minutes of draining); this is a backstop.

@@ -33,7 +33,9 @@
  * killed, it is the memory witness), --subscribers <n> (8, half raw, half
  * eventsource), --publishers <n> (3), --rate <events/s in all> (60),
  * --fault-gap <s> (6, mean pause between faults), --seed <n>, --json <file>,
- * --no-sentinel (one plain Redis, persistence off; no failover faults).
+ * --no-sentinel (one plain Redis, persistence off; no failover faults),
+ * --min-replicas (Redis nodes run with min-replicas-to-write 1,
+ * min-replicas-max-lag 1: see docs/DEPLOY.md, Soak).
  * Everything listens on 127.0.0.1; every loop is bounded by the deadline.
  */
 "use strict";
@@ -62,6 +64,7 @@ const { values: flags } = parseArgs({
     seed: { type: "string" },
     json: { type: "string" },
     "no-sentinel": { type: "boolean", default: false },
+    "min-replicas": { type: "boolean", default: false },
   },
   strict: true,
 });
@@ -199,6 +202,8 @@ class RedisNode {
     const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", ""];
     args.push(...(this.aof ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]));
     if (replicaOf !== undefined) args.push("--replicaof", "127.0.0.1", String(replicaOf));
+    // A master without a live replica refuses writes: an old master Sentinel has not demoted yet cannot acknowledge events the new one will never have.
+    if (flags["min-replicas"]) args.push("--min-replicas-to-write", "1", "--min-replicas-max-lag", "1");
     ({ proc: this.proc } = await spawnUntil("redis-server", args, {}, /Ready to accept connections/));
     this.proc.stdout.resume();
     this.proc.stderr.resume();
