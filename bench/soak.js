@@ -868,6 +868,15 @@ async function main() {
     fdsLast: last?.fds,
     fdsMax: samples.length ? Math.max(...samples.map((s) => s.fds)) : undefined,
     fdsSlopePerMin: slope("fds") === undefined ? undefined : +slope("fds").toFixed(2),
+    // One sample a minute (the last heap reading so far), to see whether growth levels off.
+    perMinute: samples
+      .filter((x, i) => i === 0 || Math.floor(x.t / 60) !== Math.floor(samples[i - 1].t / 60))
+      .map((x) => ({
+        minute: Math.floor(x.t / 60),
+        rssMiB: +(x.rss / 2 ** 20).toFixed(1),
+        heapMiB: +((heaps.filter((h) => h.t <= x.t).pop()?.heap ?? 0) / 2 ** 20).toFixed(1),
+        fds: x.fds,
+      })),
   };
   result.elapsedS = +((Date.now() - started) / 1000).toFixed(1);
 
