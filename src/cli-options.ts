@@ -12,6 +12,7 @@ import os from "node:os";
 import { SseError } from "./errors";
 import { LOG_LEVELS, type LogLevel } from "./logger";
 import { DEFAULTS, resolveOptions, type SseRouterOptions } from "./options";
+import type { RedisBrokerOptions } from "./redis";
 
 /** Router options an operator can set from the environment or flags. */
 export type CliRouterOptions = Omit<SseRouterOptions, "secret" | "broker" | "logger">;
@@ -120,14 +121,57 @@ export const basePath = (value: string, label: string): string => {
   return value.replace(/\/+$/, "") || "/";
 };
 
+export const SENTINEL_SCHEME = "redis+sentinel:";
+export const SENTINEL_URL = /^redis\+sentinel:\/\/(?:([^@/]*)@)?([^@/]+)\/([^/]+)(?:\/([0-9]{1,2}))?\/?$/;
+
+/**
+ * `redis+sentinel://[user:pass@]h1:26379,h2:26379/<master name>[/db]` →
+ * ioredis Sentinel options. The credentials are the master's (sentinels are
+ * reached without a password). ioredis asks the sentinels for the current
+ * master on every reconnect; a failover ends the old master's client
+ * connections (Sentinel kills them when it demotes it), and a READONLY reply
+ * (a demoted master still answering) reconnects too, so publishing moves to
+ * the new master. Not ioredis's `failoverDetector`: in the chaos soak a
+ * switch announced while a connection was being re-established left the
+ * instance with no connection at all and no retry (503 until restarted).
+ */
+export function sentinelOptions(url: string): RedisBrokerOptions {
+  const m = SENTINEL_URL.exec(url);
+  const bad = (): never => invalid("REDIS_URL with Sentinel must look like redis+sentinel://host:26379[,host:26379...]/mymaster[/db]");
+  if (!m) bad();
+  const sentinels = m![2]!.split(",").map((hostPort) => {
+    const hp = /^(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):([0-9]{1,5})$/.exec(hostPort);
+    if (!hp || Number(hp[2]) > 65535) bad();
+    return { host: hp![1]!.replace(/^\[|\]$/g, ""), port: Number(hp![2]) };
+  });
+  const [user, pass] = m![1] === undefined ? [] : m![1].split(":").map(decodeURIComponent);
+  return {
+    // The broker names its pub/sub channel after the database; host and port come from the sentinels.
+    url: `redis://127.0.0.1/${m![4] ?? "0"}`,
+    redis: {
+      sentinels,
+      name: decodeURIComponent(m![3]!),
+      ...(user ? { username: user } : {}),
+      ...(pass ? { password: pass } : {}),
+      reconnectOnError: (err: Error) => (err.message.startsWith("READONLY") ? 2 : false),
+    },
+  };
+}
+
 const redisUrl = (value: string, label: string): string => {
+  if (value.startsWith(SENTINEL_SCHEME)) {
+    sentinelOptions(value); // throws on a malformed one
+    return value;
+  }
   let protocol = "";
   try {
     protocol = new URL(value).protocol;
   } catch {
     // reported below
   }
-  if (protocol !== "redis:" && protocol !== "rediss:") invalid(`${label} must look like redis://host:6379 (or rediss:// for TLS)`);
+  if (protocol !== "redis:" && protocol !== "rediss:") {
+    invalid(`${label} must look like redis://host:6379 (or rediss:// for TLS, or redis+sentinel://host:26379/mymaster)`);
+  }
   return value;
 };
 
@@ -183,7 +227,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   server("PORT", "port", "port", "N", port, "8000", "Port to listen on; 0 picks a free one."),
   server("HOST", "host", "host", "ADDR", text, "all interfaces", "Address to listen on, e.g. 127.0.0.1."),
   server("BASE_PATH", "base-path", "basePath", "PATH", basePath, "/", "Mount path, e.g. /sse-server/ for the fork's layout."),
-  server("REDIS_URL", "redis-url", "redisUrl", "URL", redisUrl, "none (in-memory)", "Share events and history through Redis (redis://[user:pass@]host:port[/db]); needs `npm install ioredis`."),
+  server("REDIS_URL", "redis-url", "redisUrl", "URL", redisUrl, "none (in-memory)", "Share events and history through Redis: redis://[user:pass@]host:port[/db], rediss://… (TLS), or redis+sentinel://[user:pass@]host:26379[,host:port…]/<master>[/db]; needs `npm install ioredis`."),
   server("WORKERS", "workers", "workers", "N", workers, "1", 'Processes on one port (node:cluster), or "auto" (one per CPU); more than 1 needs REDIS_URL.'),
   server("SSE_LOG_LEVEL", "log-level", "logLevel", "LEVEL", oneOf(LOG_LEVELS), "info", "debug, info, warn, error or silent; debug says why a request was refused."),
   server("SSE_LOG_FORMAT", "log-format", "logFormat", "FORMAT", oneOf(["text", "json"] as const), "text", "text, or json for one JSON object per line."),

@@ -14,7 +14,17 @@ import cluster, { type Worker } from "node:cluster";
 import http from "node:http";
 import type { Socket } from "node:net";
 import { parseArgs } from "node:util";
-import { SERVER_TIMEOUTS, argOptions, parseSettings, renderHelp, type CliRouterOptions, type ServerSettings } from "./cli-options";
+import {
+  SENTINEL_SCHEME,
+  SENTINEL_URL,
+  SERVER_TIMEOUTS,
+  argOptions,
+  parseSettings,
+  renderHelp,
+  sentinelOptions,
+  type CliRouterOptions,
+  type ServerSettings,
+} from "./cli-options";
 import { RESPONSE_ERROR_CODE, SseError } from "./errors";
 import { createConsoleLogger, type Logger } from "./logger";
 import { DEFAULTS } from "./options";
@@ -31,7 +41,7 @@ export interface ServerConfig extends Omit<ServerSettings, "workers"> {
   workers?: number | undefined;
 }
 
-export { SERVER_TIMEOUTS };
+export { SERVER_TIMEOUTS, sentinelOptions };
 
 function fail(message: string): never {
   throw new SseError("invalid_option", message);
@@ -92,6 +102,8 @@ export function loggerFor(config: Pick<ServerConfig, "logLevel" | "logFormat">):
 
 /** `redis://user:secret@host:6379/0` → `redis://host:6379/0`: never log credentials. */
 export function redactRedisUrl(url: string): string {
+  const sentinel = SENTINEL_URL.exec(url);
+  if (sentinel) return `redis+sentinel://${sentinel[2]}/${sentinel[3]}${sentinel[4] === undefined ? "" : "/" + sentinel[4]}`;
   try {
     const u = new URL(url);
     return `${u.protocol}//${u.host}${u.pathname === "/" ? "" : u.pathname}`;
@@ -174,7 +186,7 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
     if (historyBytes !== undefined) logger.warn("SSE_HISTORY_BYTES applies to the in-memory broker only; with Redis, history is bounded by entries and SSE_HISTORY_AGE");
     routerOptions = rest;
     redisBroker = createRedisBroker({
-      url: config.redisUrl,
+      ...(config.redisUrl.startsWith(SENTINEL_SCHEME) ? sentinelOptions(config.redisUrl) : { url: config.redisUrl }),
       logger,
       ...(historyAge !== undefined ? { historyAge } : {}),
       ...(idempotencyWindow !== undefined ? { idempotencyWindow } : {}),

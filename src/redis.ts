@@ -187,11 +187,17 @@ function parseEpochValue(value: unknown): { epoch: string; from: StreamId } {
  * publish on it), atomically: creates the epoch if missing (Redis came back
  * empty, or first use), and renews it if
  * the stream went back in time compared with what this instance saw (its
- * last read id, or its count of entries ever added). Returns
+ * last read id, or its count of entries ever added), or if the stored epoch
+ * is one this instance already left behind: Redis came back with an older
+ * copy of the data (a stale AOF or RDB, a lagging replica promoted) that
+ * carries an older epoch with its older stream. Accepting it as if another
+ * instance had renewed the epoch would replay that whole old stream to live
+ * subscribers and make its stale ids resumable. Returns
  * `[epochValue, lastGeneratedId, entriesAdded]`.
  *
  * KEYS: epoch key, stream key. ARGV: candidate epoch, known epoch ("" if
- * none), known last read id, known entries-added.
+ * none), known last read id, known entries-added, epochs this instance
+ * followed before (space-separated, "" if none).
  */
 const SYNC_SCRIPT = `
 local function id(text)
@@ -223,6 +229,9 @@ elseif ARGV[2] ~= "" and string.match(value, "^[^@]+") == ARGV[2] then
     value = ARGV[1] .. "@" .. head
     redis.call("SET", KEYS[1], value)
   end
+elseif string.find(" " .. ARGV[5] .. " ", " " .. string.match(value, "^[^@]+") .. " ", 1, true) then
+  value = ARGV[1] .. "@" .. head
+  redis.call("SET", KEYS[1], value)
 end
 return {value, head, added}
 `;
@@ -265,6 +274,9 @@ return n
 
 /** XRANGE COUNT of a paged replay's first chunk (later chunks of the same page double it, up to `readCount`). */
 const FIRST_PAGE_COUNT = 64;
+
+/** Past epochs a reader remembers (each outage that empties or rewinds Redis adds one). */
+const MAX_PAST_EPOCHS = 16;
 
 /** Pushed batches kept while catching up, at most (older ones are read from the stream again). */
 const MAX_PENDING = 50_000;
@@ -373,6 +385,9 @@ export class RedisBroker implements Broker, BrokerHealth, PresenceBroker {
    * the cursor were trimmed before this reader got them.
    */
   private addedAtCursor: number | undefined;
+
+  /** Epochs this reader followed before the current one, newest last (at most {@link MAX_PAST_EPOCHS}): seeing one again means Redis went back to older data. */
+  private pastEpochs: string[] = [];
   /** The command connection ran the sync script since it (re)connected; publishing waits for it. */
   private cmdSynced: Promise<void> | undefined;
   /** Pushed batches go straight to the sink (else into `pending` while catching up). */
@@ -836,6 +851,7 @@ export class RedisBroker implements Broker, BrokerHealth, PresenceBroker {
       check ? (this.epoch ?? "") : "",
       formatStreamId(this.cursor),
       this.knownAdded,
+      check ? this.pastEpochs.join(" ") : "",
     )) as [string, string, number];
     const { epoch, from } = parseEpochValue(reply[0]);
     return { epoch, from, head: parseStreamId(reply[1]) ?? ZERO, added: Number(reply[2]) || 0 };
@@ -867,6 +883,8 @@ export class RedisBroker implements Broker, BrokerHealth, PresenceBroker {
       this.addedAtCursor =
         compareStreamIds(this.cursor, ZERO) === 0 ? 0 : compareStreamIds(this.cursor, head) === 0 ? added || undefined : undefined;
       this.knownAdded = 0;
+      this.pastEpochs.push(this.epoch);
+      if (this.pastEpochs.length > MAX_PAST_EPOCHS) this.pastEpochs.shift();
     }
     this.knownAdded = Math.max(this.knownAdded, added);
     this.epoch = epoch;
