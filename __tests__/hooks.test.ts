@@ -116,6 +116,22 @@ describe("onUnsubscribe reasons", () => {
   });
 });
 
+test("onUnsubscribe gets reason expired when a stream's token expires", async () => {
+  const ended: Array<{ sub: string | undefined; reason: UnsubscribeReason }> = [];
+  // tokenTtl 1: the token minted now expires within about two seconds, and its stream ends then.
+  const srv = await startServer({ retry: 0, tokenTtl: 1, expiryNotice: 0, onUnsubscribe: (info, reason) => void ended.push({ sub: info.sub, reason }) });
+  try {
+    const s = new RawStream(`${srv.base}/events?token=${subscribeToken(SECRET, ["x"], { sub: "soon" })}`);
+    await s.until((t) => t.startsWith(":\n\n"));
+    await s.closed(10_000);
+    await eventually(() => ended.length === 1, 5000, "the unsubscribe notice");
+    expect(ended).toEqual([{ sub: "soon", reason: "expired" }]);
+    expect(srv.router.stats.disconnects.expired).toBe(1);
+  } finally {
+    await srv.close();
+  }
+});
+
 describe("options of issue 14 are validated once, with invalid_option", () => {
   test.each([
     [{ onSubscribe: 5 }, "onSubscribe must be a function; got number"],
