@@ -25,7 +25,7 @@ export default defineConfig([
     splitting: false,
   },
   {
-    entry: { redis: "src/redis.ts" },
+    entry: { redis: "src/redis/index.ts" },
     format: ["cjs", "esm"],
     dts: true,
     target: "node20",
