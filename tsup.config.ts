@@ -32,6 +32,12 @@ export default defineConfig([
     platform: "node",
     sourcemap: true,
     splitting: false,
+    // ioredis is loaded with `require` in a try, so that a missing ioredis
+    // says to install it (src/redis/connection.ts). ES modules have no
+    // `require`: the ESM build gets one from createRequire, resolving from
+    // dist/ as `import` would.
+    banner: ({ format }) =>
+      format === "esm" ? { js: 'import { createRequire as __sseHubCreateRequire } from "node:module";\nconst require = __sseHubCreateRequire(import.meta.url);' } : {},
   },
   {
     entry: { client: "src/client/index.ts" },

@@ -1,11 +1,38 @@
 /**
- * Opening the broker's two connections, and how their
+ * Loading ioredis, opening the broker's two connections, and how their
  * failures are told: to publishers (what they can do) and to the log (once
  * per outage).
  */
-import RedisClient, { type RedisOptions } from "ioredis";
-type Redis = RedisClient;
+import type Redis from "ioredis";
+import type { RedisOptions } from "ioredis";
 import { SseError } from "../errors";
+
+/**
+ * ioredis is an optional peer dependency: without it, loading `sse-hub/redis`
+ * must say what to do, not Node's bare "Cannot find module 'ioredis'". So it
+ * is loaded with `require` inside a try (types come from `import type` only).
+ * The ESM build gets a module-scoped `require` from `createRequire` (a banner
+ * in tsup.config.ts), so both builds resolve ioredis from this file's place.
+ */
+function loadIoredis(): typeof Redis {
+  let mod: typeof Redis & { default?: typeof Redis };
+  try {
+    mod = require("ioredis");
+  } catch (err) {
+    // Only ioredis itself missing; a broken install of it keeps Node's own error.
+    if ((err as NodeJS.ErrnoException).code === "MODULE_NOT_FOUND" && /['"]ioredis['"]/.test((err as Error).message)) {
+      throw Object.assign(
+        new Error("sse-hub/redis needs the ioredis package, which is not installed: run `npm install ioredis` next to sse-hub", { cause: err }),
+        { code: "MODULE_NOT_FOUND" },
+      );
+    }
+    throw err;
+  }
+  return mod.default ?? mod;
+}
+
+/** Loaded when this module is: `require("sse-hub/redis")` fails at once without it. */
+const RedisClient = loadIoredis();
 
 /** Reconnect delay after `attempt` failures: 50 ms doubling, at most 1 s. */
 export const backoff = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt, 5), 1000);

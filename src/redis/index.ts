@@ -60,7 +60,7 @@
  * - `ids.ts`: stream ids, event ids `<epoch>.<ms>-<seq>`, epoch values (pure).
  * - `stream.ts`: XINFO / MULTI replies and the trim checks (pure).
  * - `scripts.ts`: the two Lua scripts, their argument layouts, typed calls.
- * - `connection.ts`: the two connections, outage logging.
+ * - `connection.ts`: loading ioredis, the two connections, outage logging.
  * - `reader-state.ts` / `reader.ts`: the subscribed reader, one explicit state.
  * - `publisher.ts`: publish with idempotency (its state: synced or not).
  * - `replayer.ts`: paged XRANGE replay (stateless).
