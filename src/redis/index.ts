@@ -82,7 +82,7 @@ import { RedisReplayer } from "./replayer";
 export interface RedisBrokerOptions {
   /** Redis URL, e.g. `redis://127.0.0.1:6379/0` or `rediss://user:pass@host:6380`. Defaults to `redis://127.0.0.1:6379`. */
   url?: string;
-  /** Extra ioredis options (TLS, sentinels, password...). Reconnect and queueing options are set by the broker. */
+  /** Extra ioredis options (TLS, sentinels, password...). Reconnect and queueing options are set by the broker. Defaults to none (`connectTimeout` 3000 ms, `keepAlive` 10000 ms, `connectionName` `"sse-server"` unless given). */
   redis?: RedisOptions;
   /** Stream key. Instances that share events must use the same key. Defaults to `"sse-server:events"`. */
   key?: string;
