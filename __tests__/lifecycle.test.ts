@@ -11,9 +11,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import v8 from "node:v8";
-import vm from "node:vm";
 import { subscribeToken } from "../src/tokens";
+import { gc, settle } from "./helpers/gc";
 import { SECRET, eventually, startServer, type TestServer } from "./helpers/sse";
 
 const TOKEN = subscribeToken(SECRET, ["t"]);
@@ -69,16 +68,6 @@ function disconnects(srv: TestServer): number {
   return Object.values(srv.router.stats.disconnects).reduce((a, b) => a + b, 0);
 }
 
-/** A real gc() when the runtime allows it (as in memory.test.ts). */
-function findGc(): (() => void) | undefined {
-  try {
-    v8.setFlagsFromString("--expose-gc");
-    const gc = vm.runInNewContext("gc") as unknown;
-    return typeof gc === "function" ? (gc as () => void) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 describe("an event stream is the only request its connection carries", () => {
   let srv: TestServer;
@@ -152,11 +141,6 @@ describe("an event stream is the only request its connection carries", () => {
 });
 
 test("memory does not grow with pipelined GET /events while events flow", async () => {
-  const gc = findGc();
-  const settle = () => {
-    gc?.();
-    gc?.();
-  };
   const srv = await startServer({ heartbeatInterval: 0, retry: 0 });
   let requests = 0;
   srv.server.on("request", () => requests++);

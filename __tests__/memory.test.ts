@@ -16,9 +16,8 @@ import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import v8 from "node:v8";
-import vm from "node:vm";
 import { subscribeToken } from "../src/tokens";
+import { gc, settle } from "./helpers/gc";
 import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";
 
 const MAX_BUFFER = 64 * 1024;
@@ -32,25 +31,6 @@ const BYTES_PER_SECOND = 2 * 1000 * 1000;
 const TICK_MS = 50;
 const FLOOD_MIN_MS = 3000;
 const MiB = 1024 * 1024;
-
-/** A real gc() when the runtime allows it (no --expose-gc needed); else undefined. */
-function findGc(): (() => void) | undefined {
-  try {
-    v8.setFlagsFromString("--expose-gc");
-    const gc = vm.runInNewContext("gc") as unknown;
-    return typeof gc === "function" ? (gc as () => void) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-const gc = findGc();
-
-function settle(): void {
-  if (gc) {
-    gc();
-    gc();
-  }
-}
 
 let srv: TestServer;
 let unixServer: http.Server;

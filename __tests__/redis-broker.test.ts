@@ -5,10 +5,7 @@
  * `sse-hub/redis` (lazy ioredis, one SseError class).
  */
 import { execFileSync } from "node:child_process";
-import http from "node:http";
 import path from "node:path";
-import type { AddressInfo } from "node:net";
-import express from "express";
 import Redis from "ioredis";
 import type { FramedEvent } from "../src/broker";
 import { SseError } from "../src/errors";
@@ -16,6 +13,7 @@ import { RedisBroker, createRedisBroker } from "../src/redis";
 import { createSseRouter } from "../src/router";
 import { submitToken, subscribeToken, type EventInput } from "../src/tokens";
 import { RedisServer, SECRET, SseClient, freePort, sleep, submit, waitFor } from "./helpers/redis";
+import { serveRouter } from "./helpers/sse";
 
 let redis: RedisServer;
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
@@ -60,18 +58,11 @@ const accepts = (b: RedisBroker, events: EventInput[]): Promise<boolean> =>
     () => false,
   );
 
-/** Serves `router` from an Express app on a free port; closed after the test. Returns the base URL. */
+/** Serves `router` on a free port; closed after the test. Returns the base URL. */
 async function serve(router: ReturnType<typeof createSseRouter>): Promise<string> {
-  const app = express();
-  app.use("/", router);
-  const server = http.createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanups.push(async () => {
-    await router.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const served = await serveRouter(router);
+  cleanups.push(served.close);
+  return served.base;
 }
 
 test("ids are <epoch>.<stream id> and a broker starts at the head: older entries are history, not live", async () => {

@@ -6,14 +6,12 @@
  * and a large backlog is paged as the socket drains, so a reader that keeps
  * up catches up in one connection even while the stream is busy.
  */
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import express from "express";
 import { RedisBroker } from "../src/redis";
 import type { SseRouterOptions } from "../src/options";
 import { createSseRouter, type SseRouter } from "../src/router";
 import { submitToken, subscribeToken, type EventInput } from "../src/tokens";
 import { CliServer, SECRET, SseClient, submit, twoInstancesOnRedis, waitFor } from "./helpers/redis";
+import { serveRouter } from "./helpers/sse";
 
 const env = twoInstancesOnRedis();
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
@@ -27,18 +25,13 @@ afterEach(async () => {
 async function routerOnRedis(options: Partial<SseRouterOptions> = {}): Promise<{ router: SseRouter; base: string }> {
   const broker = new RedisBroker({ url: env.redis.url, key: `resume:${++keys}`, log: null });
   const router = createSseRouter({ secret: SECRET, broker, retry: 0, ...options });
-  const app = express();
-  app.use("/", router);
-  const server = http.createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const served = await serveRouter(router);
   cleanups.push(async () => {
-    await router.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await served.close();
     await broker.close();
   });
   await waitFor(() => broker.ready, 5000, "broker ready");
-  return { router, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+  return { router, base: served.base };
 }
 
 const ev = (n: number, data = ""): EventInput => ({ topic: "t", event: "n", data: `${n}${data}` });

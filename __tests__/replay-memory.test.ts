@@ -14,9 +14,8 @@ import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import v8 from "node:v8";
-import vm from "node:vm";
 import { subscribeToken } from "../src/tokens";
+import { gc, liveBytes } from "./helpers/gc";
 import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";
 
 const MAX_BUFFER = 64 * 1024;
@@ -27,27 +26,6 @@ const EVENT_BYTES = 1024;
 const BACKLOG = 5000;
 const MiB = 1024 * 1024;
 
-/** A real gc() when the runtime allows it (no --expose-gc needed); else undefined. */
-function findGc(): (() => void) | undefined {
-  try {
-    v8.setFlagsFromString("--expose-gc");
-    const gc = vm.runInNewContext("gc") as unknown;
-    return typeof gc === "function" ? (gc as () => void) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-const gc = findGc();
-
-/** Live memory outside the JS heap's bookkeeping that frames and socket buffers use (after collecting garbage, when possible). */
-function liveBytes(): number {
-  if (gc) {
-    gc();
-    gc();
-  }
-  const m = process.memoryUsage();
-  return m.heapUsed + m.external;
-}
 
 let srv: TestServer;
 let unixServer: http.Server;

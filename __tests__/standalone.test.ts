@@ -107,6 +107,7 @@ test("serves a subscription end to end under BASE_PATH, one startup line, clean 
     for (const path of ["/events", "/sse-serverx/ping", "/sse-server/nope"]) {
       const unknown = await fetch(`${root}${path}`);
       expect(unknown.status).toBe(404);
+      expect(unknown.headers.get("access-control-allow-origin")).toBe("*");
       expect(await unknown.json()).toEqual({ error: "not_found", message: expect.stringContaining(path) });
     }
     // The mount point itself, with a query, reaches the router's paths only.
@@ -145,5 +146,23 @@ test("the publisher reports server errors with their code", async () => {
   } finally {
     server.child.kill("SIGTERM");
     await exited(server.child);
+  }
+});
+
+test("the 404 outside the mount point follows the router's CORS policy (one place answers errors)", async () => {
+  const server = await start({ SSE_SECRET: SECRET, BASE_PATH: "/sse-server", SSE_CORS: "https://app.example" });
+  try {
+    const root = server.url.replace(/\/sse-server$/, "");
+    const allowed = await fetch(`${root}/elsewhere`, { headers: { Origin: "https://app.example" } });
+    expect(allowed.status).toBe(404);
+    expect(allowed.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    expect(allowed.headers.get("vary")).toBe("Origin");
+    const other = await fetch(`${root}/elsewhere`, { headers: { Origin: "https://evil.example" } });
+    expect(other.status).toBe(404);
+    expect(other.headers.get("access-control-allow-origin")).toBeNull();
+    expect(await other.json()).toEqual({ error: "not_found", message: "no route for GET /elsewhere" });
+  } finally {
+    server.child.kill("SIGTERM");
+    expect(await exited(server.child)).toBe(0);
   }
 });

@@ -158,7 +158,7 @@ const num = (env: string, flag: string, option: NumericOption, unit: string, hel
   help,
 });
 
-const on = (env: string, flag: string, option: "health" | "metrics", help: string): Setting => ({
+const on = (env: string, flag: string, option: "health" | "metrics" | "compression", help: string): Setting => ({
   env,
   flag,
   target: { router: option },
@@ -192,6 +192,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   server("SSE_ACCESS_LOG", "access-log", "accessLog", undefined, boolean, "off", "Log each request: method, path (no query string), status, error code, duration."),
   on("SSE_HEALTH", "health", "health", "Serve GET /health (JSON stats)."),
   on("SSE_METRICS", "metrics", "metrics", "Serve GET /metrics (Prometheus)."),
+  on("SSE_COMPRESSION", "compression", "compression", "gzip event streams for clients that accept it, compressed once per topic set."),
   num("SSE_TOKEN_TTL", "token-ttl", "tokenTtl", "SECONDS", "Maximum token age, and the longest a stream lives (it ends when its token expires); 0 disables both."),
   num("SSE_EXPIRY_NOTICE", "expiry-notice", "expiryNotice", "SECONDS", "How long before its token expires a stream gets `sse:expiring`; 0 sends none."),
   { env: "SSE_CORS", flag: "cors", target: { router: "cors" }, value: "ORIGINS", parse: cors, defaultText: "*", help: "`*`, `off`, or a comma-separated origin allowlist (allows credentials, for cookie tokens)." },

@@ -115,16 +115,9 @@ export interface RunningServer {
  * Anything outside the router's routes gets a JSON 404.
  */
 export function mountAt(basePath: string, router: SseRouter, accessLog?: Logger): http.RequestListener {
-  const notFound = (req: http.IncomingMessage, res: http.ServerResponse, path: string) => {
-    (res as { [RESPONSE_ERROR_CODE]?: string })[RESPONSE_ERROR_CODE] = "not_found";
-    const body = JSON.stringify({ error: "not_found", message: `no route for ${req.method} ${path}` });
-    res.writeHead(404, {
-      "Access-Control-Allow-Origin": "*",
-      "Content-Type": "application/json; charset=utf-8",
-      "Content-Length": Buffer.byteLength(body),
-    });
-    res.end(body);
-  };
+  // Answered by the router, the one place that maps errors to HTTP (CORS policy, JSON body, logging).
+  const notFound = (req: http.IncomingMessage, res: http.ServerResponse, path: string) =>
+    router.respondError(req, res, new SseError("not_found", `no route for ${req.method} ${path}`));
   return (req, res) => {
     // Every path, not only the router's: nothing may queue behind a stream.
     if (refusePipelined(req)) return;

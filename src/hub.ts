@@ -14,6 +14,7 @@ import type { Broker, BrokerSink, FramedEvent, PublishOptions, ReplayResult, Res
 import { SseError, isSseError } from "./errors";
 import { ExpiryBuckets } from "./expiry";
 import { HEARTBEAT, frameEvent, frameRetry, httpChunk } from "./frame";
+import { GzipMember, SharedDeflate, type SharedBatch } from "./gzip-shared";
 import type { EventInput } from "./types";
 
 /** What the hub needs of an HTTP response (a `http.ServerResponse` fits). */
@@ -127,6 +128,19 @@ class Resume {
   }
 }
 
+/** The shared compressor of one topic set (subscribers whose sorted topics are equal), and its batch of this flush. */
+class GzipTopicSet {
+  readonly engine = new SharedDeflate();
+  members = 0;
+  /** Majority vote (Boyer–Moore) over this flush's pending lists; `flush` tells flushes apart. */
+  flush = -1;
+  candidate: Buffer | Buffer[] | null = null;
+  votes = 0;
+  batch: SharedBatch | undefined = undefined;
+
+  constructor(readonly key: string) {}
+}
+
 class Subscriber {
   /** Frames waiting for this turn's flush: one Buffer, or several. */
   pending: Buffer | Buffer[] | null = null;
@@ -139,6 +153,9 @@ class Subscriber {
   expiresAt = 0;
   /** Key of the expiry bucket this subscriber sits in (its notice, then its end). */
   expiryKey = 0;
+  /** With gzip: this subscriber's member and its topic set's shared compressor. */
+  gzip: GzipMember | undefined = undefined;
+  gzipSet: GzipTopicSet | undefined = undefined;
 
   constructor(
     readonly hub: Hub,
@@ -156,6 +173,8 @@ export class Hub {
   private readonly byTopic = new Map<string, Set<Subscriber>>();
   private readonly all = new Set<Subscriber>();
   private dirty: Subscriber[] = [];
+  private readonly gzipSets = new Map<string, GzipTopicSet>();
+  private flushes = 0;
   private flushScheduled = false;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly expiry = new ExpiryBuckets<Subscriber>(EXPIRY_RESOLUTION);
@@ -219,11 +238,22 @@ export class Hub {
    * first heartbeat (and `retry:`) at once, then live events. With
    * `lastEventId`, first replays what the subscriber missed, or `sse:reset`.
    * With `expiresAt` (unix ms), sends `sse:expiring` `expiryNotice` before it
-   * (at once when less is left) and ends the stream then.
+   * (at once when less is left) and ends the stream then. With `gzip`,
+   * everything written is one gzip member (the router has sent
+   * `Content-Encoding: gzip`), its compression shared with the topic set.
    */
-  subscribe(sink: Sink, topics: readonly string[], lastEventId?: string, direct?: DirectSocket, expiresAt?: number): void {
+  subscribe(sink: Sink, topics: readonly string[], lastEventId?: string, direct?: DirectSocket, expiresAt?: number, gzip = false): void {
     if (this.closing) throw new SseError("closed", "the SSE hub is closed");
     const sub = new Subscriber(this, sink, topics, direct);
+    if (gzip) {
+      // NUL cannot occur in a topic, so the key is unambiguous.
+      const key = [...topics].sort().join("\0");
+      let set = this.gzipSets.get(key);
+      if (set === undefined) this.gzipSets.set(key, (set = new GzipTopicSet(key)));
+      set.members++;
+      sub.gzip = new GzipMember();
+      sub.gzipSet = set;
+    }
     (sink as SinkWithSubscriber)[kSubscriber] = sub;
     // `on`, not `once`: close fires once anyway, and `once` allocates a wrapper per subscriber.
     sink.on("close", onSinkClose);
@@ -233,7 +263,8 @@ export class Hub {
       if (set === undefined) this.byTopic.set(topic, (set = new Set()));
       set.add(sub);
     }
-    sink.write(this.hello());
+    const hello = this.hello();
+    sink.write(sub.gzip === undefined ? hello : sub.gzip.own(hello));
     sink.flush?.();
     if (expiresAt !== undefined) this.scheduleExpiry(sub, expiresAt);
     if (lastEventId !== undefined) {
@@ -437,6 +468,13 @@ export class Hub {
    * subscribers). Returns false once the socket wants a `drain`.
    */
   private writeDirect(sub: Subscriber, frames: readonly Buffer[]): boolean {
+    if (sub.gzip !== undefined) {
+      // Not a shared batch: these bytes are this subscriber's own part of its gzip member.
+      const own = sub.gzip.own(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+      // Nothing to write (an empty chunk would end a chunked response).
+      if (own.length === 0) return true;
+      frames = [own];
+    }
     const direct = sub.direct;
     let ok = true;
     if (direct === undefined) {
@@ -494,6 +532,9 @@ export class Hub {
     let lastList: Buffer[] | null = null;
     let lastChunked = false;
     let lastBytes: Buffer | null = null;
+    let gzipSubs: Subscriber[] | undefined;
+    let gzipPending: Array<Buffer | Buffer[]> | undefined;
+    let gzipEvents: number[] | undefined;
     for (const sub of dirty) {
       const pending = sub.pending;
       const bytes = sub.pendingBytes;
@@ -509,6 +550,13 @@ export class Hub {
       // so one large batch cannot cut off a client that keeps up.)
       if (out.writableLength > max) {
         this.remove(sub, "slow");
+        continue;
+      }
+      if (sub.gzip !== undefined) {
+        // Second pass, once each topic set's shared batch of this flush is known.
+        (gzipSubs ??= []).push(sub);
+        (gzipPending ??= []).push(pending);
+        (gzipEvents ??= []).push(events);
         continue;
       }
       const chunked = direct !== undefined && direct.chunked;
@@ -533,7 +581,59 @@ export class Hub {
       if (direct === undefined) sub.sink.flush?.();
       this.counters.eventsDelivered += events;
     }
+    if (gzipSubs !== undefined) this.flushGzip(gzipSubs, gzipPending!, gzipEvents!);
   };
+
+  /**
+   * Writes the gzip subscribers' pending frames. Per topic set, the pending
+   * list most of its subscribers have this flush (live events and
+   * heartbeats; a replay or reset makes a subscriber's list its own) is
+   * compressed once as the shared batch; each subscriber gets the shared
+   * bytes, or its own (see gzip-shared.ts: any choice decodes right, the
+   * vote only makes the common case cheap).
+   */
+  private flushGzip(subs: readonly Subscriber[], pendings: ReadonlyArray<Buffer | Buffer[]>, events: readonly number[]): void {
+    const flush = ++this.flushes;
+    for (let i = 0; i < subs.length; i++) {
+      const set = subs[i]!.gzipSet!;
+      const pending = pendings[i]!;
+      if (set.flush !== flush) {
+        set.flush = flush;
+        set.candidate = pending;
+        set.votes = 1;
+        set.batch = undefined;
+      } else if (samePending(set.candidate!, pending)) set.votes++;
+      else if (--set.votes === 0) {
+        set.candidate = pending;
+        set.votes = 1;
+      }
+    }
+    // One chunk-coded copy per shared Buffer, as for plain subscribers.
+    const chunks = new Map<Buffer, Buffer>();
+    for (let i = 0; i < subs.length; i++) {
+      const sub = subs[i]!;
+      const set = sub.gzipSet!;
+      const pending = pendings[i]!;
+      let data: Buffer;
+      if (samePending(set.candidate!, pending)) {
+        data = sub.gzip!.shared((set.batch ??= set.engine.batch(Array.isArray(pending) ? Buffer.concat(pending) : pending)));
+      } else {
+        data = sub.gzip!.own(Array.isArray(pending) ? Buffer.concat(pending) : pending);
+      }
+      if (data.length === 0) continue;
+      const direct = sub.direct;
+      if (direct === undefined) {
+        sub.sink.write(data);
+        sub.sink.flush?.();
+      } else if (!direct.chunked) direct.socket.write(data);
+      else {
+        let chunk = chunks.get(data);
+        if (chunk === undefined) chunks.set(data, (chunk = httpChunk([data], data.length)));
+        direct.socket.write(chunk);
+      }
+      this.counters.eventsDelivered += events[i]!;
+    }
+  }
 
   /** Detaches a subscriber; ends (shutdown) or destroys (slow) its stream. @internal */
   remove(sub: Subscriber, reason: DisconnectReason): void {
@@ -550,12 +650,24 @@ export class Hub {
     }
     if (sub.expiresAt !== 0) this.expiry.delete(sub, sub.expiryKey);
     this.counters.disconnects[reason]++;
+    const set = sub.gzipSet;
+    if (set !== undefined && --set.members === 0) this.gzipSets.delete(set.key);
     // A slow client's buffered bytes would never drain: drop them now so memory
     // is freed at once. On shutdown, end cleanly so clients see a normal close
     // (at expiry too: the client reconnects, with a fresh token if it has one).
     if (reason === "slow") sub.sink.destroy();
-    else if (reason !== "client") sub.sink.end();
+    else if (reason !== "client") {
+      // A clean end of a gzip stream carries the trailer (CRC-32 and length).
+      if (sub.gzip !== undefined) sub.sink.write(sub.gzip.end());
+      sub.sink.end();
+    }
   }
+}
+
+/** Same pending frames: the same Buffer, or lists of the same Buffers. */
+function samePending(a: Buffer | Buffer[], b: Buffer | Buffer[]): boolean {
+  if (a === b) return true;
+  return Array.isArray(a) && Array.isArray(b) && sameList(a, b);
 }
 
 function sameList(a: readonly Buffer[], b: readonly Buffer[]): boolean {

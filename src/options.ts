@@ -118,6 +118,13 @@ export interface SseRouterOptions {
   /** Serve `GET /metrics` in Prometheus text format. Defaults to `false`. */
   metrics?: boolean;
   /**
+   * gzip event streams for clients whose `Accept-Encoding` accepts it (others
+   * get plain bytes; `Vary: Accept-Encoding` either way). Each batch of
+   * events is compressed once per topic set and the same bytes go to every
+   * subscriber of it, so the cost does not grow with subscribers. Defaults to `false`.
+   */
+  compression?: boolean;
+  /**
    * Where the router logs: internal errors (`error`) and, at `debug`, why a
    * request was refused (e.g. which token check failed; never the token).
    * Defaults to a console logger that writes only warnings and errors, to stderr.
@@ -150,6 +157,7 @@ export interface ResolvedOptions {
   readonly broker: Broker | undefined;
   readonly health: boolean;
   readonly metrics: boolean;
+  readonly compression: boolean;
   readonly logger: Logger;
 }
 
@@ -197,6 +205,7 @@ const OPTION_KEYS: readonly string[] = Object.keys({
   broker: 1,
   health: 1,
   metrics: 1,
+  compression: 1,
   logger: 1,
   idempotencyWindow: 1,
   expiryNotice: 1,
@@ -266,6 +275,7 @@ export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
     broker,
     health: boolean("health", options.health),
     metrics: boolean("metrics", options.metrics),
+    compression: boolean("compression", options.compression),
     logger,
   });
 }

@@ -7,6 +7,7 @@ import { ServerResponse, type IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import express, { type NextFunction, type Router } from "express";
 import { readBody } from "./body";
+import { acceptsGzip } from "./accept-encoding";
 import { MemoryBroker, hasBrokerHealth, type Broker, type BrokerState, type PublishOptions } from "./broker";
 import { RESPONSE_ERROR_CODE, SseError, isSseError } from "./errors";
 import { Hub, type DirectSocket, type HubStats } from "./hub";
@@ -37,6 +38,13 @@ export interface SseRouter extends Router {
   close(): Promise<void>;
   /** A snapshot of counters; see {@link HubStats}. */
   readonly stats: HubStats;
+  /**
+   * Answers `err` exactly as this router answers its own errors (its CORS
+   * policy, the JSON body, status from the error code, logging). For hosts
+   * that serve the router without Express, e.g. the standalone server's 404
+   * for paths outside the mount point.
+   */
+  respondError(req: IncomingMessage, res: ServerResponse, err: SseError): void;
 }
 
 const MAX_LAST_EVENT_ID = 256;
@@ -91,6 +99,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     const topics = parseSubscribePayload(opened.payload, opts);
     const lastEventId = findLastEventId(req, query);
     if (req.method === "HEAD") {
+      negotiateGzip(req, res);
       writeStreamHead(res, true);
       res.end();
       return;
@@ -111,6 +120,19 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     startStream(req, res, topics, lastEventId, opened.expiresAt);
   });
 
+  /**
+   * With `compression` on: `Vary: Accept-Encoding` (caches must not hand a
+   * gzip stream to a client that cannot read it) and, when the client accepts
+   * gzip, `Content-Encoding: gzip`. True when the stream is to be compressed.
+   */
+  const negotiateGzip = (req: IncomingMessage, res: ServerResponse): boolean => {
+    if (!opts.compression) return false;
+    appendVary(res, "Accept-Encoding");
+    const gzip = acceptsGzip(req.headers["accept-encoding"]);
+    if (gzip) res.setHeader("Content-Encoding", "gzip");
+    return gzip;
+  };
+
   /** Sends the stream head and subscribes; `res` owns the socket by now. */
   const startStream = (
     req: IncomingMessage,
@@ -124,6 +146,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     if (socket.destroyed) return;
     // The hub may have closed while this response waited for its socket.
     if (hub.closed) return answerClosed(req, res);
+    const gzip = negotiateGzip(req, res);
     writeStreamHead(res, false);
     // Events must not wait for Nagle (a no-op where the server already set it,
     // Node's default). No TCP keep-alive: the heartbeat detects dead peers.
@@ -137,7 +160,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     if (req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined) req.on("data", ignore);
     // The hub removes the subscriber on the response's `close`, which Node
     // emits when this socket closes: the response is the socket's current one.
-    hub.subscribe(res, topics, lastEventId, directSocket(res), expiresAt);
+    hub.subscribe(res, topics, lastEventId, directSocket(res), expiresAt, gzip);
     // Per-request state of the routing layer would stay reachable from the
     // request for the whole life of the stream (the `next` closure chain and
     // the parsed URL, ~2 KB per subscriber); nothing runs after this handler.
@@ -232,6 +255,12 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
       },
     },
     stats: { get: () => hub.stats, enumerable: true },
+    respondError: {
+      value: (req: IncomingMessage, res: ServerResponse, err: SseError): void => {
+        cors(req, res);
+        errorHandler(err, req, res, opts.logger);
+      },
+    },
   });
   return router;
 }

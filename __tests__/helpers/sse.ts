@@ -48,6 +48,26 @@ export async function startServer(
   };
 }
 
+/**
+ * Serves an existing router from an Express app on a free port (for routers
+ * built around a broker of the test's own). `close` closes the router, its
+ * connections and the server.
+ */
+export async function serveRouter(router: SseRouter): Promise<{ base: string; close(): Promise<void> }> {
+  const app = express();
+  app.use("/", router);
+  const server = http.createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      await router.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
 /** A raw event-stream connection: exact bytes, headers and status. */
 export class RawStream {
   status = 0;

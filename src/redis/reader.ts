@@ -87,6 +87,8 @@ export class RedisReader {
     // Every reconnect may be to a Redis that restarted: catch up (re-checking the epoch) before delivering on.
     conn.on("close", () => this.enter("lost"));
     conn.on("ready", () => this.signal());
+    // The catch-up reads through the command connection, which may come up after this one.
+    cmd.on("ready", () => this.signal());
   }
 
   get state(): ReaderState {
@@ -186,8 +188,11 @@ export class RedisReader {
   private async run(started: () => void): Promise<void> {
     let failures = 0;
     while (this.current !== "closed") {
-      if (this.conn.status !== "ready") {
-        // Woken by the connection's "ready" (or by close).
+      // The catch-up reads through the command connection: wait for both (it
+      // may come up after the reader, and fails fast while it is not; reading
+      // anyway would log an outage and retry).
+      if (this.conn.status !== "ready" || this.cmd.status !== "ready") {
+        // Woken by either connection's "ready" (or by close).
         await this.waitForSignal();
         continue;
       }
