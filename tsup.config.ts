@@ -25,13 +25,19 @@ export default defineConfig([
     splitting: false,
   },
   {
-    entry: { redis: "src/redis.ts" },
+    entry: { redis: "src/redis/index.ts" },
     format: ["cjs", "esm"],
     dts: true,
     target: "node20",
     platform: "node",
     sourcemap: true,
     splitting: false,
+    // ioredis is loaded with `require` in a try, so that a missing ioredis
+    // says to install it (src/redis/connection.ts). ES modules have no
+    // `require`: the ESM build gets one from createRequire, resolving from
+    // dist/ as `import` would.
+    banner: ({ format }) =>
+      format === "esm" ? { js: 'import { createRequire as __sseHubCreateRequire } from "node:module";\nconst require = __sseHubCreateRequire(import.meta.url);' } : {},
   },
   {
     entry: { client: "src/client/index.ts" },

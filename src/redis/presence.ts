@@ -1,6 +1,6 @@
 /**
  * Cluster-wide presence on Redis (the {@link PresenceBroker} ability of the
- * Redis broker, kept here so redis.ts only delegates to it).
+ * Redis broker, kept here so ./index.ts only delegates to it).
  *
  * Each instance owns one hash `<key>:presence:<instance>` (topic → count),
  * rewritten whole on every publish and given a TTL, and a member of the
