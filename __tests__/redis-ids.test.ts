@@ -154,7 +154,7 @@ describe("options", () => {
     expect(codeAndMessage(() => createRedisBroker({ historylength: 5000 } as never))).toEqual({
       code: "invalid_option",
       message:
-        'RedisBroker: unknown option "historylength"; did you mean "historyLength"? (known: url, redis, key, historyLength, historyAge, publishTimeout, startTimeout, readCount, idempotencyWindow, checkInterval, log, logger)',
+        'RedisBroker: unknown option "historylength"; did you mean "historyLength"? (known: url, redis, key, historyLength, historyAge, publishTimeout, startTimeout, readCount, idempotencyWindow, checkInterval, log, logger, presenceTtl)',
     });
   });
 
