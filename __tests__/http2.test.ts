@@ -6,7 +6,7 @@
  * sessions promptly. Real processes (dist/cli.js), a self-signed certificate
  * made here with openssl.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import http2 from "node:http2";
 import https from "node:https";
@@ -15,38 +15,18 @@ import os from "node:os";
 import path from "node:path";
 import { submitToken, subscribeToken } from "../src/tokens";
 import { SECRET, eventually } from "./helpers/sse";
+import { CLI, makeCertificate, requireCli, startCli, type StartedCli } from "./helpers/tls";
 
-const CLI = path.join(__dirname, "..", "dist", "cli.js");
 let dir: string;
 let cert: Buffer;
 
-/** A self-signed certificate for localhost and 127.0.0.1, as the brief's operator would make one. */
-export function makeCertificate(into: string): { cert: string; key: string } {
-  const files = { cert: path.join(into, "cert.pem"), key: path.join(into, "key.pem") };
-  const made = spawnSync(
-    "openssl",
-    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost",
-      "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "2", "-keyout", files.key, "-out", files.cert],
-    { encoding: "utf8" },
-  );
-  if (made.status !== 0) throw new Error(`openssl failed: ${made.stderr}`);
-  return files;
-}
-
 beforeAll(() => {
-  if (!fs.existsSync(CLI)) throw new Error("dist/cli.js is missing: run npm run build first");
+  requireCli();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "sse-h2-"));
   makeCertificate(dir);
   cert = fs.readFileSync(path.join(dir, "cert.pem"));
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-interface Started {
-  child: ChildProcess;
-  url: string;
-  exited: Promise<number | null>;
-  output: () => string;
-}
 
 const children = new Set<ChildProcess>();
 afterEach(() => {
@@ -54,40 +34,19 @@ afterEach(() => {
   children.clear();
 });
 
-async function startTls(env: Record<string, string> = {}): Promise<Started> {
-  const child = spawn(process.execPath, [CLI], {
-    env: {
-      PATH: process.env["PATH"] ?? "",
-      SSE_SECRET: SECRET,
-      PORT: "0",
-      HOST: "127.0.0.1",
-      SSE_TLS_CERT: path.join(dir, "cert.pem"),
-      SSE_TLS_KEY: path.join(dir, "key.pem"),
-      // Exact bytes: no jittered retry, no heartbeat timing.
-      SSE_RETRY: "0",
-      SSE_HEARTBEAT_INTERVAL: "0",
-      SSE_HEALTH: "1",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
+async function startTls(env: Record<string, string> = {}): Promise<StartedCli> {
+  const started = await startCli({
+    SSE_TLS_CERT: path.join(dir, "cert.pem"),
+    SSE_TLS_KEY: path.join(dir, "key.pem"),
+    // Exact bytes: no jittered retry, no heartbeat timing.
+    SSE_RETRY: "0",
+    SSE_HEARTBEAT_INTERVAL: "0",
+    SSE_HEALTH: "1",
+    ...env,
   });
-  children.add(child);
-  let out = "";
-  child.stdout!.on("data", (d) => (out += d));
-  child.stderr!.on("data", (d) => (out += d));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no startup line: ${out}`)), 10_000);
-    child.stdout!.on("data", () => {
-      const m = /listening on (https:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    void exited.then((code) => reject(new Error(`exited ${code}: ${out}`)));
-  });
-  return { child, url, exited, output: () => out };
+  children.add(started.child);
+  expect(started.url).toMatch(/^https:\/\//);
+  return started;
 }
 
 /** One HTTP/2 session that trusts the test certificate. */

@@ -262,6 +262,19 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
   };
   const handshaking = new Set<Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
+  // TLS sockets of h2 sessions: a session closed gracefully only ends its
+  // side of the socket and then waits for the client to close the other,
+  // which a browser may not do for minutes (it keeps idle connections).
+  const h2Sockets = new Set<Socket>();
+  const forgetH2 = function (this: Socket) {
+    h2Sockets.delete(this);
+  };
+  // Once a closing session has sent everything (its streams done, GOAWAY
+  // out) and ended its side, nothing more can be said on that connection.
+  const destroyWhenFinished = (socket: Socket) => {
+    if (socket.writableFinished) socket.destroy();
+    else socket.once("finish", () => socket.destroy());
+  };
   let closing: Promise<void> | undefined;
   if (tlsFiles === undefined) {
     server.on("connection", track);
@@ -278,6 +291,12 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
       const raw = (socket as { _parent?: Socket })._parent;
       if (raw !== undefined) handshaking.delete(raw);
       if (socket.alpnProtocol !== "h2") track(socket);
+      else {
+        h2Sockets.add(socket);
+        socket.on("close", forgetH2);
+        // Set up while closing (its session got GOAWAY at once; see below).
+        if (closing !== undefined) destroyWhenFinished(socket);
+      }
     });
     server.on("session", (session: http2.ServerHttp2Session) => {
       sessions.add(session);
@@ -327,6 +346,7 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
         // GOAWAY, then the session closes once its streams are done: event
         // streams were just ended; a /submit in flight is still answered.
         for (const session of sessions) session.close();
+        for (const socket of h2Sockets) destroyWhenFinished(socket);
         const sweep = setInterval(closeUnused, 50);
         await closed;
         clearInterval(sweep);
