@@ -13,6 +13,7 @@ import https from "node:https";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import tls from "node:tls";
 import { submitToken, subscribeToken } from "../src/tokens";
 import { SECRET, eventually } from "./helpers/sse";
 import { CLI, makeCertificate, requireCli, startCli, type StartedCli } from "./helpers/tls";
@@ -269,6 +270,28 @@ test("SIGTERM ends h2 streams (END_STREAM), sends GOAWAY, and exits 0 with an id
   }
   raw.destroy();
   agent.destroy();
+}, 30_000);
+
+test("SIGTERM exits 0 promptly while a client keeps an idle h2 connection open (browsers do; a graceful session close alone would wait for it)", async () => {
+  const server = await startTls();
+  const { port } = new URL(server.url);
+  // A client that, like a browser holding an idle connection, never closes
+  // its side: it does not answer the server's end with its own.
+  const socket = tls.connect({ host: "127.0.0.1", port: Number(port), ca: cert, ALPNProtocols: ["h2"], allowHalfOpen: true } as tls.ConnectionOptions);
+  await new Promise<void>((resolve, reject) => {
+    socket.once("secureConnect", () => resolve());
+    socket.once("error", reject);
+  });
+  expect(socket.alpnProtocol).toBe("h2");
+  socket.on("error", () => undefined);
+  // Connection preface and an empty SETTINGS frame; the server's SETTINGS back means its session is up.
+  socket.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+  await new Promise<void>((resolve) => socket.once("data", () => resolve()));
+  const ended = new Promise<void>((resolve) => socket.once("end", () => resolve()));
+  server.child.kill("SIGTERM");
+  expect(await server.exited).toBe(0);
+  await ended; // the server's side closed first, as it must
+  socket.destroy();
 }, 30_000);
 
 describe("TLS settings are checked at startup", () => {
