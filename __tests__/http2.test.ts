@@ -15,6 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import tls from "node:tls";
 import { submitToken, subscribeToken } from "../src/tokens";
+import { RedisServer, hasRedisServer } from "./helpers/redis";
 import { SECRET, eventually } from "./helpers/sse";
 import { CLI, makeCertificate, requireCli, startCli, type StartedCli } from "./helpers/tls";
 
@@ -293,6 +294,29 @@ test("SIGTERM exits 0 promptly while a client keeps an idle h2 connection open (
   await ended; // the server's side closed first, as it must
   socket.destroy();
 }, 30_000);
+
+test("WORKERS=2 with TLS: h2 sessions on either worker get every event (shared Redis), SIGTERM exits 0", async () => {
+  if (!hasRedisServer()) throw new Error("redis-server is required for this test");
+  const redis = await RedisServer.start();
+  try {
+    const server = await startTls({ WORKERS: "2", REDIS_URL: redis.url });
+    expect(server.output()).toMatch(/listening on https:\/\/127\.0\.0\.1:\d+ .*2 workers/);
+    // Several sessions: the primary hands connections to the workers in turn.
+    const sessions = await Promise.all(Array.from({ length: 4 }, () => connect(server.url)));
+    const streams = sessions.map((session) => new H2Stream(session, ["t"]));
+    await eventually(() => streams.every((s) => s.text === ":\n\n"), 10_000, "streams open");
+    for (let n = 0; n < 3; n++) expect((await submit(sessions[n % 4]!, [{ topic: "t", event: "e", data: String(n) }])).status).toBe(200);
+    await eventually(() => streams.every((s) => s.text.includes("data:2\n")), 10_000, "every event on every stream");
+    for (const s of streams) expect([...s.text.matchAll(/^data:(.*)$/gm)].map((m) => m[1])).toEqual(["0", "1", "2"]);
+    server.child.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+    // Ended cleanly (END_STREAM), not reset; may be read just after the exit.
+    await eventually(() => streams.every((s) => s.ended), 5000, "streams ended");
+    for (const session of sessions) session.destroy();
+  } finally {
+    await redis.close();
+  }
+}, 60_000);
 
 describe("TLS settings are checked at startup", () => {
   function run(env: Record<string, string>) {
