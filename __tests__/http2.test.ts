@@ -203,6 +203,27 @@ test("an HTTP/1.1 client over TLS on the same port still works (chunked stream, 
   }
 }, 30_000);
 
+test("an idle HTTP/1.1 keep-alive connection over TLS is closed by the server (keep-alive timeout, as without TLS)", async () => {
+  const server = await startTls();
+  const { port } = new URL(server.url);
+  // A raw client: it never closes by itself, so an end can only come from the server.
+  const socket = tls.connect({ host: "127.0.0.1", port: Number(port), ca: cert, ALPNProtocols: ["http/1.1"] });
+  socket.on("error", () => undefined);
+  let text = "";
+  socket.setEncoding("latin1");
+  socket.on("data", (d: string) => (text += d));
+  const ended = new Promise<void>((resolve) => socket.once("end", () => resolve()));
+  socket.write("GET /ping HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  await eventually(() => text.includes("\r\n\r\n"), 5000, "the /ping response");
+  expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+  expect(text).toMatch(/\r\nKeep-Alive: timeout=5\r\n/);
+  // The marker: the server ends the idle connection (Node's HTTP/2 server sets no keep-alive timeout for HTTP/1.1).
+  await ended;
+  socket.destroy();
+  server.child.kill("SIGTERM");
+  expect(await server.exited).toBe(0);
+}, 30_000);
+
 test("a slow h2 stream is cut at the buffer bound; another stream of the same topic gets every event", async () => {
   // 16 KiB bound; the slow session grants no flow-control window, so every
   // byte the server writes stays buffered in its h2 stream (writableLength).

@@ -241,8 +241,10 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
     // The same listener serves both: Node's compat request/response have the
     // calls the router uses (see router.ts for where HTTP/2 differs).
     server = http2.createSecureServer({ ...tlsFiles, allowHTTP1: true }, listener as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
-    // The HTTP/1 side's timeouts are properties here, not options (Node 20).
-    Object.assign(server, { headersTimeout, requestTimeout, connectionsCheckingInterval });
+    // The HTTP/1 side's timeouts are properties here, not options (Node 20),
+    // and keepAliveTimeout is not set at all: without it an idle HTTP/1.1
+    // connection would stay open for good. 5 s, http.Server's default.
+    Object.assign(server, { headersTimeout, requestTimeout, connectionsCheckingInterval, keepAliveTimeout: 5000 });
   }
   // Open HTTP/1 connections, so a close can end the ones Node's
   // closeIdleConnections leaves alone: one that has not sent a request yet
