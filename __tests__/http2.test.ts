@@ -165,6 +165,28 @@ test("30 event streams and /submit over ONE h2 session: every stream gets every 
   expect(await server.exited).toBe(0);
 }, 30_000);
 
+test("resume over h2: Last-Event-ID replays the missed events, then live ones follow", async () => {
+  const server = await startTls();
+  const session = await connect(server.url);
+  const first = new H2Stream(session, ["t"]);
+  await eventually(() => first.text === ":\n\n", 5000, "stream open");
+  for (const data of ["1", "2", "3"]) expect((await submit(session, [{ topic: "t", event: "e", data }])).status).toBe(200);
+  await eventually(() => first.text.includes("data:3\n"), 5000, "three events");
+  const firstId = /^id:(.+)$/m.exec(first.text)![1]!;
+  first.stream.close();
+  const resumed = session.request({ ":path": `/events?token=${subscribeToken(SECRET, ["t"])}`, "last-event-id": firstId });
+  let text = "";
+  resumed.setEncoding("utf8");
+  resumed.on("data", (c: string) => (text += c));
+  await eventually(() => text.includes("data:3\n"), 5000, "replay");
+  expect((await submit(session, [{ topic: "t", event: "e", data: "4" }])).status).toBe(200);
+  await eventually(() => text.includes("data:4\n"), 5000, "live after replay");
+  expect(normalize(text)).toBe(":\n\nevent:e\ndata:2\nid:#2\n\nevent:e\ndata:3\nid:#3\n\nevent:e\ndata:4\nid:#4\n\n");
+  session.close();
+  server.child.kill("SIGTERM");
+  expect(await server.exited).toBe(0);
+}, 30_000);
+
 test("an HTTP/1.1 client over TLS on the same port still works (chunked stream, /submit, /ping)", async () => {
   const server = await startTls();
   const agent = new https.Agent({ ca: cert, keepAlive: false });
