@@ -42,6 +42,14 @@ export interface ServerSettings {
    * router's own JSON 408 normally comes first.
    */
   requestTimeout?: number | undefined;
+  /**
+   * Path of a PEM certificate (chain). With {@link tlsKey}, the server speaks
+   * TLS: HTTP/2 by ALPN, HTTP/1.1 on the same port for clients without it.
+   * Both or neither. Defaults to `undefined` (plain HTTP/1.1).
+   */
+  tlsCert?: string | undefined;
+  /** Path of the PEM private key of {@link tlsCert}. Defaults to `undefined`. */
+  tlsKey?: string | undefined;
 }
 
 /** Defaults of the standalone server's own http.Server timeouts. */
@@ -233,6 +241,8 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   server("SSE_LOG_FORMAT", "log-format", "logFormat", "FORMAT", oneOf(["text", "json"] as const), "text", "text, or json for one JSON object per line."),
   server("SSE_HEADERS_TIMEOUT", "headers-timeout", "headersTimeout", "MS", integer, String(SERVER_TIMEOUTS.headersTimeout), "Time a client may take to send request headers (then 408 and close)."),
   server("SSE_REQUEST_TIMEOUT", "request-timeout", "requestTimeout", "MS", integer, "headers + body timeout", "Time a client may take to send a whole request; never limits a stream's response."),
+  server("SSE_TLS_CERT", "tls-cert", "tlsCert", "FILE", text, "none (plain HTTP)", "PEM certificate (chain); with SSE_TLS_KEY the server speaks TLS, HTTP/2 with HTTP/1.1 fallback on the same port."),
+  server("SSE_TLS_KEY", "tls-key", "tlsKey", "FILE", text, "none", "PEM private key of SSE_TLS_CERT; both or neither."),
   server("SSE_ACCESS_LOG", "access-log", "accessLog", undefined, boolean, "off", "Log each request: method, path (no query string), status, error code, duration."),
   on("SSE_HEALTH", "health", "health", "Serve GET /health (JSON stats)."),
   on("SSE_METRICS", "metrics", "metrics", "Serve GET /metrics (Prometheus)."),

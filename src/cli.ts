@@ -11,8 +11,11 @@
  * worker, then exits 0.
  */
 import cluster, { type Worker } from "node:cluster";
+import fs from "node:fs";
 import http from "node:http";
+import http2 from "node:http2";
 import type { Socket } from "node:net";
+import tls from "node:tls";
 import { parseArgs } from "node:util";
 import {
   SENTINEL_SCHEME,
@@ -91,8 +94,39 @@ export function readConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ser
       fail("REDIS_URL needs the ioredis package, which is not installed: run `npm install ioredis` next to sse-hub");
     }
   }
+  loadTls(server); // fail at startup, with the variable's name, not at the first handshake
   const { workers, ...rest } = server;
   return { ...rest, secret, router, ...(workers > 1 ? { workers } : {}) };
+}
+
+/**
+ * Certificate and key from `SSE_TLS_CERT`/`SSE_TLS_KEY`, or `undefined` for
+ * plain HTTP. Checked as a pair (both or neither, readable, a key that
+ * matches the certificate), so a mistake is a startup error naming the
+ * setting rather than a failed handshake for every client.
+ */
+export function loadTls(settings: Pick<ServerSettings, "tlsCert" | "tlsKey">): { cert: Buffer; key: Buffer } | undefined {
+  const { tlsCert, tlsKey } = settings;
+  if (tlsCert === undefined && tlsKey === undefined) return undefined;
+  if (tlsCert === undefined || tlsKey === undefined) {
+    fail(`SSE_TLS_CERT (--tls-cert) and SSE_TLS_KEY (--tls-key) go together; only ${tlsCert === undefined ? "SSE_TLS_KEY" : "SSE_TLS_CERT"} is set`);
+  }
+  const read = (file: string, label: string): Buffer => {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      return fail(`${label} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (${file})`);
+    }
+  };
+  const cert = read(tlsCert, "SSE_TLS_CERT (--tls-cert)");
+  const key = read(tlsKey, "SSE_TLS_KEY (--tls-key)");
+  try {
+    tls.createSecureContext({ cert, key });
+  } catch (err) {
+    // OpenSSL's reason only ("key values mismatch", "no start line"): never key material.
+    fail(`SSE_TLS_CERT and SSE_TLS_KEY are not a usable PEM certificate and matching key: ${(err as Error).message}`);
+  }
+  return { cert, key };
 }
 
 /** The logger a config asks for (`SSE_LOG_LEVEL`, `SSE_LOG_FORMAT`). */
@@ -113,7 +147,8 @@ export function redactRedisUrl(url: string): string {
 }
 
 export interface RunningServer {
-  server: http.Server;
+  /** An `http2.Http2SecureServer` (HTTP/2 and HTTP/1.1) with TLS settings, else an `http.Server`. */
+  server: http.Server | http2.Http2SecureServer;
   router: SseRouter;
   url: string;
   close(): Promise<void>;
@@ -200,28 +235,83 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
   if (redisBroker !== undefined && !(await redisBroker.waitUntilReady(5000))) {
     logger.warn(`Redis at ${redactRedisUrl(config.redisUrl!)} is not reachable yet; /submit answers 503 until it is`);
   }
-  const server = http.createServer(
-    {
-      headersTimeout,
-      requestTimeout,
-      connectionsCheckingInterval: Math.min(SERVER_TIMEOUTS.connectionsCheckingInterval, headersTimeout),
-    },
-    mountAt(config.basePath, router, config.accessLog ? logger : undefined),
-  );
-  // Open connections, so a close can end the ones Node's closeIdleConnections
-  // leaves alone: one that has not sent a request yet (browsers open spare
-  // ones) counts as busy, so `server.close()` would wait until it carries a
-  // request, typically an EventSource's reconnect, only for a closing server
-  // to answer it. (One shared listener; no closure per connection.)
+  const listener = mountAt(config.basePath, router, config.accessLog ? logger : undefined);
+  const tlsFiles = loadTls(config);
+  const connectionsCheckingInterval = Math.min(SERVER_TIMEOUTS.connectionsCheckingInterval, headersTimeout);
+  let server: http.Server | http2.Http2SecureServer;
+  if (tlsFiles === undefined) {
+    server = http.createServer({ headersTimeout, requestTimeout, connectionsCheckingInterval }, listener);
+  } else {
+    // HTTP/2 by ALPN, HTTP/1.1 for clients that do not offer h2, one port.
+    // The same listener serves both: Node's compat request/response have the
+    // calls the router uses (see router.ts for where HTTP/2 differs).
+    server = http2.createSecureServer({ ...tlsFiles, allowHTTP1: true }, listener as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+    // The HTTP/1 side's timeouts are properties here, not options (Node 20),
+    // and keepAliveTimeout is not set at all: without it an idle HTTP/1.1
+    // connection would stay open for good. 5 s, http.Server's default.
+    Object.assign(server, { headersTimeout, requestTimeout, connectionsCheckingInterval, keepAliveTimeout: 5000 });
+  }
+  // Open HTTP/1 connections, so a close can end the ones Node's
+  // closeIdleConnections leaves alone: one that has not sent a request yet
+  // (browsers open spare ones) counts as busy, so `server.close()` would wait
+  // until it carries a request, typically an EventSource's reconnect, only
+  // for a closing server to answer it. (One shared listener; no closure per
+  // connection.) With TLS: the TLS sockets of HTTP/1 connections, HTTP/2
+  // sessions apart, and TCP connections still in their handshake.
   const sockets = new Set<Socket>();
   const forget = function (this: Socket) {
     sockets.delete(this);
   };
-  server.on("connection", (socket: Socket) => {
+  const track = (socket: Socket) => {
     sockets.add(socket);
     // `on`, not `once` (which wraps the listener per call): close fires once anyway.
     socket.on("close", forget);
-  });
+  };
+  const handshaking = new Set<Socket>();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  // TLS sockets of h2 sessions: a session closed gracefully only ends its
+  // side of the socket and then waits for the client to close the other,
+  // which a browser may not do for minutes (it keeps idle connections).
+  const h2Sockets = new Set<Socket>();
+  const forgetH2 = function (this: Socket) {
+    h2Sockets.delete(this);
+  };
+  // Once a closing session has sent everything (its streams done, GOAWAY
+  // out) and ended its side, nothing more can be said on that connection.
+  const destroyWhenFinished = (socket: Socket) => {
+    if (socket.writableFinished) socket.destroy();
+    else socket.once("finish", () => socket.destroy());
+  };
+  let closing: Promise<void> | undefined;
+  if (tlsFiles === undefined) {
+    server.on("connection", track);
+  } else {
+    const handshaken = function (this: Socket) {
+      handshaking.delete(this);
+    };
+    server.on("connection", (socket: Socket) => {
+      handshaking.add(socket);
+      socket.on("close", handshaken);
+    });
+    server.on("secureConnection", (socket: tls.TLSSocket) => {
+      // `_parent`: the TCP socket under this TLS socket (Node's own field; no public one).
+      const raw = (socket as { _parent?: Socket })._parent;
+      if (raw !== undefined) handshaking.delete(raw);
+      if (socket.alpnProtocol !== "h2") track(socket);
+      else {
+        h2Sockets.add(socket);
+        socket.on("close", forgetH2);
+        // Set up while closing (its session got GOAWAY at once; see below).
+        if (closing !== undefined) destroyWhenFinished(socket);
+      }
+    });
+    server.on("session", (session: http2.ServerHttp2Session) => {
+      sessions.add(session);
+      session.on("close", () => sessions.delete(session));
+      // A session set up while closing: GOAWAY at once (its streams are answered as closed).
+      if (closing !== undefined) session.close();
+    });
+  }
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -235,8 +325,7 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : config.port;
   const host = config.host ?? "0.0.0.0";
-  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}${config.basePath === "/" ? "" : config.basePath}`;
-  let closing: Promise<void> | undefined;
+  const url = `${tlsFiles === undefined ? "http" : "https"}://${host.includes(":") ? `[${host}]` : host}:${port}${config.basePath === "/" ? "" : config.basePath}`;
   return {
     server,
     router,
@@ -259,6 +348,12 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
           }
         };
         closeUnused();
+        // A TLS handshake that has not finished carries no request yet.
+        for (const socket of handshaking) socket.destroy();
+        // GOAWAY, then the session closes once its streams are done: event
+        // streams were just ended; a /submit in flight is still answered.
+        for (const session of sessions) session.close();
+        for (const socket of h2Sockets) destroyWhenFinished(socket);
         const sweep = setInterval(closeUnused, 50);
         await closed;
         clearInterval(sweep);

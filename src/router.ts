@@ -452,11 +452,15 @@ function appendVary(res: ServerResponse, field: string): void {
 /**
  * The socket under a plain HTTP/1.x response, for the hub's fast path. Only
  * when nothing wraps `res.write` (compression or similar middleware must see
- * every byte, so then the hub writes through `res` as usual).
+ * every byte, so then the hub writes through `res` as usual). Never for
+ * HTTP/2: an `Http2ServerResponse` is no `ServerResponse`, and its `socket`
+ * is the session's, shared by every stream and framed by nghttp2, so the hub
+ * writes through `res.write` into the h2 stream (whose `writableLength`
+ * bounds a slow client).
  */
 function directSocket(res: ServerResponse): DirectSocket | undefined {
   const socket = res.socket;
-  const plain = res.write === ServerResponse.prototype.write && res.end === ServerResponse.prototype.end;
+  const plain = res instanceof ServerResponse && res.write === ServerResponse.prototype.write && res.end === ServerResponse.prototype.end;
   if (socket === null || !plain || socket.destroyed) return undefined;
   return { socket, chunked: (res as unknown as { chunkedEncoding: boolean }).chunkedEncoding === true };
 }

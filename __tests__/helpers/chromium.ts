@@ -27,7 +27,7 @@ export interface Chromium {
   close(): Promise<void>;
 }
 
-export async function launchChromium(options: { viewport?: { width: number; height: number } } = {}): Promise<Chromium> {
+export async function launchChromium(options: { viewport?: { width: number; height: number }; args?: readonly string[] } = {}): Promise<Chromium> {
   if (!fs.existsSync(CHROMIUM_PATH)) {
     throw new Error(
       `Chromium is required for this test but ${CHROMIUM_PATH} does not exist. ` +
@@ -40,7 +40,7 @@ export async function launchChromium(options: { viewport?: { width: number; heig
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM_PATH,
       headless: true,
-      args: ARGS,
+      args: [...ARGS, ...(options.args ?? [])],
       viewport: options.viewport ?? { width: 1200, height: 900 },
       timeout: 30_000,
     });
