@@ -6,9 +6,8 @@
  * publisher telling an unreachable hub from a refusing one.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { encode } from "@msgpack/msgpack";
 import { brancaEncode } from "../src/branca";
@@ -16,6 +15,7 @@ import { README_MARKERS, SETTINGS, renderMarkdown } from "../src/cli-options";
 import { parseSecret } from "../src/options";
 import { createPublisher } from "../src/publisher";
 import { submitToken, subscribeToken } from "../src/tokens";
+import { installWithoutIoredis } from "./helpers/package-copy";
 import { SECRET } from "./helpers/sse";
 
 const ROOT = path.join(__dirname, "..");
@@ -261,16 +261,8 @@ describe("logs", () => {
 describe("errors say what to do", () => {
   test("REDIS_URL without ioredis installed: exit 2 with `npm install ioredis`", () => {
     // The built package in a directory whose node_modules has everything but ioredis (as a user's app might).
-    const dir = mkdtempSync(path.join(os.tmpdir(), "sse-no-ioredis-"));
+    const { dir, pkg } = installWithoutIoredis("sse-no-ioredis-");
     try {
-      const pkg = path.join(dir, "node_modules", "sse-hub");
-      mkdirSync(pkg, { recursive: true });
-      cpSync(path.join(ROOT, "dist"), path.join(pkg, "dist"), { recursive: true });
-      cpSync(path.join(ROOT, "package.json"), path.join(pkg, "package.json"));
-      for (const dep of ["express", "@msgpack/msgpack"]) {
-        mkdirSync(path.dirname(path.join(dir, "node_modules", dep)), { recursive: true });
-        symlinkSync(path.join(ROOT, "node_modules", dep), path.join(dir, "node_modules", dep));
-      }
       const cli = path.join(pkg, "dist", "cli.js");
       // Without REDIS_URL it starts (ioredis stays optional)...
       expect(run({ SSE_SECRET: SECRET }, ["--version"], cli).status).toBe(0);

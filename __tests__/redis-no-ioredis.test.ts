@@ -5,9 +5,9 @@
  * node_modules has its dependencies but not ioredis, as a user's app might.
  */
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
-import os from "node:os";
+import { rmSync, symlinkSync } from "node:fs";
 import path from "node:path";
+import { installWithoutIoredis } from "./helpers/package-copy";
 
 const ROOT = path.join(__dirname, "..");
 const MESSAGE = "sse-hub/redis needs the ioredis package, which is not installed: run `npm install ioredis` next to sse-hub";
@@ -15,15 +15,7 @@ const MESSAGE = "sse-hub/redis needs the ioredis package, which is not installed
 let dir: string;
 
 beforeAll(() => {
-  dir = mkdtempSync(path.join(os.tmpdir(), "sse-redis-no-ioredis-"));
-  const pkg = path.join(dir, "node_modules", "sse-hub");
-  mkdirSync(pkg, { recursive: true });
-  cpSync(path.join(ROOT, "dist"), path.join(pkg, "dist"), { recursive: true });
-  cpSync(path.join(ROOT, "package.json"), path.join(pkg, "package.json"));
-  for (const dep of ["express", "@msgpack/msgpack"]) {
-    mkdirSync(path.dirname(path.join(dir, "node_modules", dep)), { recursive: true });
-    symlinkSync(path.join(ROOT, "node_modules", dep), path.join(dir, "node_modules", dep));
-  }
+  dir = installWithoutIoredis("sse-redis-no-ioredis-").dir;
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -15,15 +15,12 @@
  * the old behaviour here: nginx's reconnects reach a stopping instance too
  * rarely).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
-import path from "node:path";
 import type { Page } from "playwright-core";
 import { submitToken, subscribeToken } from "../src/tokens";
 import { launchChromium, type Chromium } from "./helpers/chromium";
 import { TEST_SECRET, requireBuiltLibrary, startExampleApp, startNginx, stopAll, type ExampleApp } from "./helpers/nginx";
+import { requireCli, startCli, type StartedCli } from "./helpers/tls";
 
-const CLI = path.join(__dirname, "..", "dist", "cli.js");
 const ROUNDS = 15;
 /** Rounds of the rolling restart; each restarts both instances. */
 const ROLLING_ROUNDS = 8;
@@ -49,7 +46,7 @@ let browser: Chromium;
 
 beforeAll(async () => {
   await requireBuiltLibrary();
-  if (!existsSync(CLI)) throw new Error("dist/cli.js is missing: run `npm run build` first");
+  requireCli();
   browser = await launchChromium();
 }, 60_000);
 
@@ -103,37 +100,14 @@ async function expectBack(page: Page, marker: string, publish: () => Promise<voi
   }
 }
 
-interface Standalone {
-  child: ChildProcess;
+interface Standalone extends StartedCli {
   port: number;
-  exited: Promise<number | null>;
-  output: () => string;
 }
 
+/** The standalone server on `port` (0: a free one), with /health; see helpers/tls.ts. */
 async function startStandalone(port: number): Promise<Standalone> {
-  const child = spawn(process.execPath, [CLI], {
-    env: { PATH: process.env["PATH"] ?? "", SSE_SECRET: TEST_SECRET, PORT: String(port), HOST: "127.0.0.1", SSE_HEALTH: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  child.stdout!.on("data", (d) => (out += d));
-  child.stderr!.on("data", (d) => (out += d));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no startup line: ${out}`)), 15_000);
-    child.stdout!.on("data", () => {
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited ${code} before listening: ${out}`));
-    });
-  });
-  return { child, port: Number(new URL(url).port), exited, output: () => out };
+  const started = await startCli({ SSE_SECRET: TEST_SECRET, PORT: String(port), SSE_HEALTH: "1" });
+  return { ...started, port: Number(new URL(started.url).port) };
 }
 
 async function submit(base: string, data: string): Promise<void> {
