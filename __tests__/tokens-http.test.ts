@@ -154,8 +154,10 @@ describe("bad tokens get their documented 4xx", () => {
     await expectError(await getOnce(`${srv.base}/events?token=${max}`), 401, "token_invalid");
     const maxSubmit = python("encode", SECRET, '{"events":[{"topic":"future","event":"max","data":""}]}', "--timestamp", String(0xffffffff));
     await expectError(await request(srv.server).post("/submit").send(maxSubmit), 401, "token_invalid");
-    await new Promise((r) => setTimeout(r, 50));
-    expect(parseEvents(inside.text).map((e) => e.event)).toEqual(["e55"]);
+    // A marker after the refused submits: had any been delivered, it would come before.
+    await srv.router.publish([{ topic: "future", event: "end", data: "" }]);
+    await inside.until((t) => t.includes("event:end\n"));
+    expect(parseEvents(inside.text).map((e) => e.event)).toEqual(["e55", "end"]);
     inside.close();
   });
 
@@ -292,8 +294,9 @@ describe("/submit", () => {
     await s.until((t) => t === ":\n\n");
     const body = brancaEncode(KEY, encode({ events: [{ topic: "atomic", event: "first", data: "" }, { topic: "atomic" }] }));
     expect((await request(srv.server).post("/submit").send(body)).status).toBe(400);
-    await new Promise((r) => setTimeout(r, 50));
-    expect(s.text).toBe(":\n\n");
+    await srv.router.publish([{ topic: "atomic", event: "end", data: "" }]);
+    await s.until((t) => t.includes("event:end\n"));
+    expect(parseEvents(s.text).map((e) => e.event)).toEqual(["end"]);
     s.close();
   });
 

@@ -157,8 +157,10 @@ test("a subscriber with no matching events receives only the heartbeat", async (
   const s = connect(["quiet"]);
   await s.until((t) => t === ":\n\n");
   await srv.router.publish([{ topic: "loud", event: "x", data: "y" }]);
-  await new Promise((r) => setTimeout(r, 100));
-  expect(s.text).toBe(":\n\n");
+  // A marker on its own topic, published after: anything else would arrive before it.
+  await srv.router.publish([{ topic: "quiet", event: "end", data: "" }]);
+  await s.until((t) => t.includes("event:end\n"));
+  expect(parseEvents(s.text).map((e) => e.event)).toEqual(["end"]);
   s.close();
 });
 
@@ -256,8 +258,10 @@ test("two routers in one app are independent", async () => {
     await sb.until((t) => t === ":\n\n");
     await b.publish([{ topic: "same", event: "only-b", data: "" }]);
     await sb.until((t) => t.includes("only-b"));
-    await new Promise((r) => setTimeout(r, 50));
-    expect(sa.text).toBe(":\n\n");
+    // a's own marker, published after b's event: b's would have reached sa first.
+    await a.router.publish([{ topic: "same", event: "end", data: "" }]);
+    await sa.until((t) => t.includes("event:end\n"));
+    expect(parseEvents(sa.text).map((e) => e.event)).toEqual(["end"]);
     expect(a.router.stats.subscribers).toBe(1);
     expect(b.stats.subscribers).toBe(1);
     sa.close();
@@ -297,8 +301,8 @@ test("chunked transfer coding on the wire is valid for batches and single events
     { topic: "chunk", event: "two", data: "2" },
     { topic: "chunk", event: "three", data: "é" },
   ]);
-  while (!raw.includes("event:three") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-  await new Promise((r) => setTimeout(r, 20));
+  // Until the chunk carrying the last event is complete (it ends with the chunk's CRLF).
+  while (!(raw.includes("event:three") && raw.endsWith("\n\n\r\n")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   socket.destroy();
   // Decode the chunked body by hand: every chunk size must match its bytes.
   const body = Buffer.from(raw.slice(raw.indexOf("\r\n\r\n") + 4), "latin1");
