@@ -12,12 +12,10 @@
  * sees any backpressure, and 300 of them would put the whole machine's TCP
  * memory under pressure. Twenty stalled clients still use TCP.
  */
-import http from "node:http";
 import net from "node:net";
-import os from "node:os";
-import path from "node:path";
 import { subscribeToken } from "../src/tokens";
 import { gc, settle } from "./helpers/gc";
+import { stalledClients, type StalledClients } from "./helpers/stalled";
 import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";
 
 const MAX_BUFFER = 64 * 1024;
@@ -33,33 +31,17 @@ const FLOOD_MIN_MS = 3000;
 const MiB = 1024 * 1024;
 
 let srv: TestServer;
-let unixServer: http.Server;
-let unixPath: string;
-const stalled: net.Socket[] = [];
+let clients: StalledClients;
 
 beforeAll(async () => {
   srv = await startServer({ retry: 0, maxBufferBytes: MAX_BUFFER, historyBytes: HISTORY, heartbeatInterval: 0 });
-  unixPath = path.join(os.tmpdir(), `sse-memory-${process.pid}-${Date.now()}.sock`);
-  unixServer = http.createServer(srv.app);
-  await new Promise<void>((resolve) => unixServer.listen(unixPath, resolve));
+  clients = await stalledClients(srv, "memory");
 });
 
 afterAll(async () => {
-  for (const s of stalled) s.destroy();
+  await clients.close();
   await srv.close();
-  unixServer.closeAllConnections();
-  await new Promise<void>((resolve) => unixServer.close(() => resolve()));
 });
-
-/** A client that sends its request and never reads a byte of the answer. */
-function stall(connect: () => net.Socket, requestPath: string): net.Socket {
-  const socket = connect();
-  socket.on("error", () => undefined);
-  socket.write(`GET ${requestPath} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
-  socket.pause();
-  stalled.push(socket);
-  return socket;
-}
 
 test(`${N} stalled subscribers under ~2 MB/s: each is disconnected, memory stays bounded and is freed, a fast one gets everything`, async () => {
   const requestPath = `/events?token=${subscribeToken(SECRET, ["flood"])}`;
@@ -69,8 +51,8 @@ test(`${N} stalled subscribers under ~2 MB/s: each is disconnected, memory stays
   settle();
   const base = process.memoryUsage();
 
-  for (let i = 0; i < N_UNIX; i++) stall(() => net.connect(unixPath), requestPath);
-  for (let i = 0; i < N_TCP; i++) stall(() => net.connect(srv.port, "127.0.0.1"), requestPath);
+  for (let i = 0; i < N_UNIX; i++) clients.stall(requestPath);
+  for (let i = 0; i < N_TCP; i++) clients.stall(requestPath, {}, () => net.connect(srv.port, "127.0.0.1"));
   await eventually(() => srv.router.stats.subscribers === N + 1, 15_000, `${N} stalled subscribers`);
 
   // With gc(), each sample is live memory (collected first); without it, the
@@ -131,7 +113,7 @@ test(`${N} stalled subscribers under ~2 MB/s: each is disconnected, memory stays
   expect({ grewRss, ok: grewRss <= bound + margin + 128 * MiB }).toEqual({ grewRss, ok: true });
 
   // Freed once they are gone: no buffers retained per disconnected subscriber.
-  for (const s of stalled) s.destroy();
+  clients.destroyAll();
   fast.close();
   await eventually(() => srv.router.stats.subscribers === 0, 5000, "fast subscriber to leave");
   await new Promise((r) => setTimeout(r, 100));
@@ -144,7 +126,7 @@ test("a stalled client learns it was cut off: its connection ends once it reads 
   // A fresh stalled client, cut off the same way; then it starts reading.
   const requestPath = `/events?token=${subscribeToken(SECRET, ["flood2"])}`;
   const before = srv.router.stats.disconnects.slow;
-  const socket = stall(() => net.connect(unixPath), requestPath);
+  const socket = clients.stall(requestPath);
   await eventually(() => srv.router.stats.subscribers === 1, 5000, "subscriber");
   const payload = "y".repeat(16 * 1024);
   for (let i = 0; i < 200 && srv.router.stats.disconnects.slow === before; i++) {

@@ -10,12 +10,9 @@
  * the server sees backpressure at once and the machine's TCP memory is left
  * alone), as in memory.test.ts.
  */
-import http from "node:http";
-import net from "node:net";
-import os from "node:os";
-import path from "node:path";
 import { subscribeToken } from "../src/tokens";
 import { gc, liveBytes } from "./helpers/gc";
+import { stalledClients, type StalledClients } from "./helpers/stalled";
 import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";
 
 const MAX_BUFFER = 64 * 1024;
@@ -28,22 +25,16 @@ const MiB = 1024 * 1024;
 
 
 let srv: TestServer;
-let unixServer: http.Server;
-let unixPath: string;
-const stalled: net.Socket[] = [];
+let clients: StalledClients;
 
 beforeAll(async () => {
   srv = await startServer({ retry: 0, maxBufferBytes: MAX_BUFFER, historyBytes: HISTORY, heartbeatInterval: 0 });
-  unixPath = path.join(os.tmpdir(), `sse-replay-memory-${process.pid}-${Date.now()}.sock`);
-  unixServer = http.createServer(srv.app);
-  await new Promise<void>((resolve) => unixServer.listen(unixPath, resolve));
+  clients = await stalledClients(srv, "replay-memory");
 });
 
 afterAll(async () => {
-  for (const s of stalled) s.destroy();
+  await clients.close();
   await srv.close();
-  unixServer.closeAllConnections();
-  await new Promise<void>((resolve) => unixServer.close(() => resolve()));
 });
 
 const payload = "x".repeat(EVENT_BYTES);
@@ -69,11 +60,7 @@ test(`${N} stalled clients resuming into MBs of history: memory stays within N Ã
   for (let i = 0; i < N; i++) {
     // Each resumes from a different point in the first half of the backlog.
     const from = `${epoch}-${firstSeq + Math.floor((i * BACKLOG) / (2 * N))}`;
-    const socket = net.connect(unixPath);
-    socket.on("error", () => undefined);
-    socket.write(`GET ${requestPath} HTTP/1.1\r\nHost: x\r\nLast-Event-ID: ${from}\r\n\r\n`);
-    socket.pause();
-    stalled.push(socket);
+    clients.stall(requestPath, { "Last-Event-ID": from });
   }
   await eventually(() => srv.router.stats.subscribers === N && srv.router.stats.replays === N, 15_000, `${N} resuming subscribers`);
   // Stalled, with nothing else going on: each holds what it was given until it reads.
@@ -109,6 +96,6 @@ test(`${N} stalled clients resuming into MBs of history: memory stays within N Ã
   expect(fast.ended).toBe(false);
   fast.close();
 
-  for (const s of stalled.splice(0)) s.destroy();
+  clients.destroyAll();
   await eventually(() => srv.router.stats.subscribers === 0, 10_000, "everyone to leave");
 }, 120_000);
