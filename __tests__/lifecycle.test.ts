@@ -7,12 +7,10 @@
  * Raw `net` sockets throughout: pipelining and half-sent requests are what
  * these tests are about, and no HTTP client library sends them.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
 import net from "node:net";
-import path from "node:path";
 import { subscribeToken } from "../src/tokens";
 import { gc, settle } from "./helpers/gc";
+import { requireCli, startCli, type StartedCli } from "./helpers/tls";
 import { SECRET, eventually, startServer, type TestServer } from "./helpers/sse";
 
 const TOKEN = subscribeToken(SECRET, ["t"]);
@@ -298,30 +296,11 @@ describe("a closing router still lets EventSource clients come back", () => {
 });
 
 describe("standalone server (dist/cli.js)", () => {
-  const CLI = path.join(__dirname, "..", "dist", "cli.js");
-
-  async function start(): Promise<{ child: ChildProcess; port: number; exited: Promise<number | null>; output: () => string }> {
-    if (!existsSync(CLI)) throw new Error("dist/cli.js is missing: run `npm run build` first");
-    const child = spawn(process.execPath, [CLI], {
-      env: { PATH: process.env["PATH"] ?? "", SSE_SECRET: SECRET, PORT: "0", HOST: "127.0.0.1", SSE_HEALTH: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout!.on("data", (d) => (out += d));
-    child.stderr!.on("data", (d) => (out += d));
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-    const port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no startup line: ${out}`)), 15_000);
-      child.stdout!.on("data", () => {
-        const m = /listening on http:\/\/[^:]+:(\d+)/.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolve(Number(m[1]));
-        }
-      });
-      void exited.then((code) => reject(new Error(`exited ${code}: ${out}`)));
-    });
-    return { child, port, exited, output: () => out };
+  /** The CLI with /health on a free port (helpers/tls.ts starts it and waits for its startup line). */
+  async function start(): Promise<StartedCli & { port: number }> {
+    requireCli();
+    const started = await startCli({ SSE_HEALTH: "1" });
+    return { ...started, port: Number(new URL(started.url).port) };
   }
 
   async function health(port: number): Promise<{ subscribers: number }> {
