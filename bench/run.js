@@ -9,6 +9,7 @@
 const { spawn, spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
+const { freePort } = require("./lib/ports");
 const os = require("node:os");
 const net = require("node:net");
 const crypto = require("node:crypto");
@@ -151,18 +152,6 @@ for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
     log(`${sig}: killing servers and client`);
     killAllNow();
     process.exit(130);
-  });
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
   });
 }
 

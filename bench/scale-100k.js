@@ -27,6 +27,7 @@ const fs = require("node:fs");
 const net = require("node:net");
 const os = require("node:os");
 const path = require("node:path");
+const { freePort } = require("./lib/ports");
 const { parseArgs } = require("node:util");
 
 const ROOT = path.join(__dirname, "..");
@@ -212,17 +213,6 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
   });
 }
 process.on("exit", cleanup);
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function rss(pid) {
   try {

@@ -45,6 +45,7 @@ const http = require("node:http");
 const net = require("node:net");
 const os = require("node:os");
 const path = require("node:path");
+const { freePort } = require("./lib/ports");
 const { parseArgs } = require("node:util");
 
 const ROOT = path.join(__dirname, "..");
@@ -118,17 +119,6 @@ function killAll() {
 }
 process.once("exit", killAll);
 for (const sig of ["SIGINT", "SIGTERM"]) process.once(sig, () => process.exit(130));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitFor(check, timeout, what) {
   const deadline = Date.now() + timeout;
