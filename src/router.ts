@@ -247,7 +247,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
    * 503 `closed`.
    */
   const answerClosed = (req: IncomingMessage, res: ServerResponse): void => {
-    if (!/\btext\/event-stream\b/i.test(req.headers.accept ?? "")) {
+    if (!acceptsEventStream(req)) {
       // Called from Express (which passes a throw to errorHandler) or from a
       // `socket` listener (which would not): hand it to errorHandler directly.
       errorHandler(new SseError("closed", "the SSE hub is closed"), req, res, opts.logger);
@@ -533,6 +533,11 @@ function applyCors(opts: ResolvedOptions, req: IncomingMessage, res: ServerRespo
 
 const EVENT_STREAM = /(^|,)\s*text\/event-stream\s*(;|,|$)/i;
 
+/** Does the request list `text/event-stream` in `Accept` (as EventSource does)? Such a client must get 200, never an error status. */
+function acceptsEventStream(req: IncomingMessage): boolean {
+  return EVENT_STREAM.test(req.headers.accept ?? "");
+}
+
 /**
  * Answers a connection refused by admission control ({@link ShedReason}).
  *
@@ -552,7 +557,7 @@ function shed(req: IncomingMessage, res: ServerResponse, opts: ResolvedOptions, 
   const wait = Math.max(opts.retry, 1000) + Math.random() * Math.max(opts.retryJitter, 1000);
   const why = reason === "hook_timeout" ? "the subscription could not be checked in time" : `over the ${SHED_LIMIT[reason]} limit`;
   opts.logger.debug(`${req.method} ${pathOf(req)} shed: ${why}`, { reason });
-  if (req.method === "GET" && EVENT_STREAM.test(req.headers.accept ?? "")) {
+  if (req.method === "GET" && acceptsEventStream(req)) {
     // Ends at once, and its connection is not reused (see writeStreamHead).
     writeStreamHead(res, false);
     res.end(frameRetry(wait));
