@@ -11,7 +11,7 @@ import path from "node:path";
 import Redis from "ioredis";
 import { readConfig, redactRedisUrl, sentinelOptions } from "../src/cli";
 import { submitToken, subscribeToken } from "../src/tokens";
-import { CliServer, RedisServer, SECRET, SseClient, freePort, hasRedisServer, submit, waitFor } from "./helpers/redis";
+import { CliServer, RedisServer, SECRET, SseClient, freePort, requireTools, submit, waitFor } from "./helpers/redis";
 
 test("redis+sentinel:// URLs become ioredis sentinel options; malformed ones are invalid_option; logs hide the password", () => {
   const env = { SSE_SECRET: SECRET };
@@ -34,9 +34,9 @@ test("redis+sentinel:// URLs become ioredis sentinel options; malformed ones are
   }
 });
 
-const hasSentinel = (process.env["PATH"] ?? "").split(":").some((dir) => fs.existsSync(path.join(dir, "redis-sentinel")));
+describe("through a real Sentinel", () => {
+  beforeAll(() => requireTools("redis-server", "redis-sentinel"));
 
-(hasRedisServer() && hasSentinel ? describe : describe.skip)("through a real Sentinel", () => {
   let master: RedisServer;
   let replica: ChildProcess;
   let replicaPort: number;

@@ -13,9 +13,10 @@ import os from "node:os";
 import path from "node:path";
 import Redis from "ioredis";
 import { submitToken, subscribeToken } from "../src/tokens";
-import { CliServer, SECRET, SseClient, freePort, hasRedisServer, submit, waitFor } from "./helpers/redis";
+import { CliServer, SECRET, SseClient, freePort, requireTools, submit, waitFor } from "./helpers/redis";
 
-(hasRedisServer() ? describe : describe.skip)("Redis restored from an older snapshot with an older epoch", () => {
+describe("Redis restored from an older snapshot with an older epoch", () => {
+  beforeAll(() => requireTools("redis-server"));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sse-stale-"));
   let port: number;
   let redis: ChildProcess | undefined;

@@ -21,10 +21,9 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { hasRedisServer } from "./helpers/redis";
+import { requireTools } from "./helpers/redis";
 
 const SOAK = path.join(__dirname, "..", "bench", "soak.js");
-const hasSentinel = (process.env["PATH"] ?? "").split(":").some((dir) => fs.existsSync(path.join(dir, "redis-sentinel")));
 
 interface SoakResult {
   seed: number;
@@ -41,7 +40,9 @@ interface SoakResult {
   memory: { fdsMax?: number; fdsFirst?: number };
 }
 
-(hasRedisServer() && hasSentinel ? test : test.skip)(
+beforeAll(() => requireTools("redis-server", "redis-sentinel"));
+
+test(
   "90 s of faults under load: nothing acknowledged is lost, duplicated or reordered (or an sse:reset says so)",
   async () => {
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sse-soak-test-")), "result.json");

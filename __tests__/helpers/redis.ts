@@ -62,7 +62,21 @@ export function freePort(): Promise<number> {
 }
 
 export function hasRedisServer(): boolean {
-  return (process.env["PATH"] ?? "").split(":").some((dir) => fs.existsSync(path.join(dir, "redis-server")));
+  return onPath("redis-server");
+}
+
+function onPath(name: string): boolean {
+  return (process.env["PATH"] ?? "").split(":").some((dir) => fs.existsSync(path.join(dir, name)));
+}
+
+/**
+ * Throws, naming what is missing, unless every program is on PATH: a test
+ * that needs one fails clearly instead of being skipped (a skip would hide a
+ * missing install step; `.ci/run` installs them all).
+ */
+export function requireTools(...names: string[]): void {
+  const missing = names.filter((name) => !onPath(name));
+  if (missing.length > 0) throw new Error(`${missing.join(", ")} required on PATH for this test (bash .ci/run installs it)`);
 }
 
 /** A redis-server child process; `stop()` and `start()` again keep the port (and lose the data). */
