@@ -195,6 +195,7 @@ export class Hub {
   private expiringFrame: { at: number; frame: Buffer } | undefined;
   private closing = false;
   private readonly started: Promise<void>;
+  private startFailure: SseError | undefined;
   private counters = {
     eventsPublished: 0,
     eventsDelivered: 0,
@@ -209,8 +210,11 @@ export class Hub {
     this.broker = options.broker;
     // The sink is the fan-out function itself (no wrapper on the hot path), with the reset notice attached.
     const sink: BrokerSink = Object.assign(this.onEvents, { reset: this.onReset });
-    this.started = this.broker.start(sink);
-    // Avoid an unhandled rejection here; publish/subscribe surface the error.
+    this.started = this.broker.start(sink).catch((err: unknown) => {
+      const reason = isSseError(err) || err instanceof Error ? err.message : String(err);
+      throw (this.startFailure = new SseError("broker_failed", `the broker could not start: ${reason}`, { cause: err }));
+    });
+    // Avoid an unhandled rejection here; start(), publish and the routes surface the error.
     this.started.catch(() => undefined);
     if (options.heartbeatInterval > 0) {
       this.heartbeatTimer = setInterval(this.heartbeat, options.heartbeatInterval);
@@ -220,6 +224,16 @@ export class Hub {
 
   get closed(): boolean {
     return this.closing;
+  }
+
+  /** Resolves once the broker started; rejects with `broker_failed` if it could not. */
+  whenStarted(): Promise<void> {
+    return this.started;
+  }
+
+  /** The `broker_failed` error once the broker's start failed, else undefined. */
+  get failed(): SseError | undefined {
+    return this.startFailure;
   }
 
   get stats(): HubStats {
