@@ -19,8 +19,8 @@ import {
   brancaEncode,
   createBrancaCodec,
   hchacha20,
-} from "../src/branca";
-import { BASE62_ALPHABET, base62Decode, base62DecodeUnsafe, base62Encode } from "../src/base62";
+} from "../src/tokens/branca";
+import { BASE62_ALPHABET, base62Decode, base62DecodeUnsafe, base62Encode } from "../src/tokens/base62";
 import { SseError, type SseErrorCode } from "../src/errors";
 
 /* eslint-disable @typescript-eslint/no-require-imports */

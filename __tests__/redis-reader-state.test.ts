@@ -3,7 +3,7 @@
  * change goes through (src/redis/reader-state.ts). The Redis-backed tests
  * (redis-broker, broker-faults) exercise the same rules against real outages.
  */
-import { nextReaderState, type ReaderEvent, type ReaderState } from "../src/redis/reader-state";
+import { nextReaderState, type ReaderEvent, type ReaderState } from "../src/brokers/redis/reader-state";
 
 const STATES: readonly ReaderState[] = ["starting", "catching_up", "live", "down", "closed"];
 const EVENTS: readonly ReaderEvent[] = ["sync", "caught_up", "gap", "lost", "failed", "close"];

@@ -63,7 +63,7 @@ function batches() {
 // ---------------------------------------------------------------- server
 
 async function server(mode) {
-  const { SharedDeflate, GzipMember } = require("../src/gzip-shared.ts");
+  const { SharedDeflate, GzipMember } = require("../src/framing/gzip-shared.ts");
   const sockets = [];
   const srv = net.createServer({ noDelay: true }, (s) => {
     s.on("error", () => undefined);
@@ -219,7 +219,7 @@ async function runMode(mode) {
 
 /** Engine only: ratio, compress µs per batch and join cost for a range of windows. */
 function windowTable() {
-  const { SharedDeflate, GzipMember } = require("../src/gzip-shared.ts");
+  const { SharedDeflate, GzipMember } = require("../src/framing/gzip-shared.ts");
   const all = batches();
   const plainBytes = all.reduce((n, b) => n + b.length, 0);
   const rows = [];

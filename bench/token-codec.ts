@@ -29,8 +29,8 @@
  */
 import { randomBytes } from "node:crypto";
 import os from "node:os";
-import { brancaDecode, brancaEncode, createBrancaCodec } from "../src/branca";
-import { base62Decode, base62Encode } from "../src/base62";
+import { brancaDecode, brancaEncode, createBrancaCodec } from "../src/tokens/branca";
+import { base62Decode, base62Encode } from "../src/tokens/base62";
 import { DEFAULTS } from "../src/options";
 
 /* eslint-disable @typescript-eslint/no-require-imports */
