@@ -1,5 +1,5 @@
 /**
- * Our Branca codec (src/branca.ts, src/base62.ts) against:
+ * Our Branca codec (src/tokens/branca.ts, src/tokens/base62.ts) against:
  *  - the official spec test vectors (tuupola/branca-spec test_vectors.json,
  *    checked in as __tests__/fixtures/branca-test-vectors.json);
  *  - the draft-irtf-cfrg-xchacha HChaCha20 vector;

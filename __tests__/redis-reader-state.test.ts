@@ -1,6 +1,6 @@
 /**
  * The Redis reader's state rules, without Redis: the table every state
- * change goes through (src/redis/reader-state.ts). The Redis-backed tests
+ * change goes through (src/brokers/redis/reader-state.ts). The Redis-backed tests
  * (redis-broker, broker-faults) exercise the same rules against real outages.
  */
 import { nextReaderState, type ReaderEvent, type ReaderState } from "../src/brokers/redis/reader-state";

@@ -5,7 +5,7 @@
  * memory per subscriber for N subscribers of one topic, side by side:
  *
  *   plain           one pre-framed Buffer written to every socket (the hub's hot path)
- *   shared gzip     src/gzip-shared.ts: each batch compressed once, the same Buffer to everyone
+ *   shared gzip     src/framing/gzip-shared.ts: each batch compressed once, the same Buffer to everyone
  *   per-connection  one zlib gzip stream per subscriber, sync-flushed per batch
  *                   (what the `compression` middleware does on a stream)
  *

@@ -1,5 +1,5 @@
 /**
- * Micro-benchmark: Branca token decoding, our codec (src/branca.ts) against
+ * Micro-benchmark: Branca token decoding, our codec (src/tokens/branca.ts) against
  * npm `branca` 0.5 (base-x + libsodium-wrappers), by payload size, plus the
  * cost of rejecting a forged maximum-size (~15,000-character) token.
  *
