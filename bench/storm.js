@@ -67,7 +67,7 @@ const log = (...a) => console.error(`[storm ${new Date().toISOString().slice(11,
 // The open-file limit here is 20,000 (hard) and cannot be raised (no CAP_SYS_RESOURCE): a load client
 // process holds at most PER_CLIENT subscribers, and 100,000 need 6 server workers (WORKERS=6).
 const PER_CLIENT = 19_000;
-const TOPIC = "storm";
+const topicName = (k) => `storm-${k}`; // event seq goes to topic seq % topics
 
 /**
  * Scenarios: broker, what happens, client mode and server options. `retry` /
@@ -115,7 +115,8 @@ function parseOptions(argv) {
       redis: { type: "boolean", default: false }, // only the Redis scenarios (the 100k run)
       scenarios: { type: "string" },
       mode: { type: "string", default: "honour" }, // honour | now (scenarios may override)
-      rate: { type: "string", default: "50" }, // events/s
+      rate: { type: "string", default: "50" }, // events/s, over all topics
+      topics: { type: "string" }, // default: one per 1,000 subscribers
       warmup: { type: "string", default: "2" }, // s of steady events before the storm
       "after-ms": { type: "string", default: "1000" }, // ms of events after everyone caught up
       "storm-timeout": { type: "string" }, // s to wait for everyone to catch up
@@ -141,10 +142,12 @@ function parseOptions(argv) {
     scenarios,
     mode: values.mode,
     rate: Number(values.rate),
+    topics: Number(values.topics ?? Math.max(1, Math.round(n / 1000))),
     warmupMs: Number(values.warmup) * 1000,
     afterMs: Number(values["after-ms"]),
     stormTimeoutMs: Number(values["storm-timeout"] ?? Math.max(60, n / 1000)) * 1000,
     tokens: Math.min(n, Number(values.tokens)),
+    // (tokens is rounded down to a multiple of topics in main: path i follows topic i % topics)
     out: path.resolve(values.out ?? path.join(__dirname, "results", values.quick ? "storm-quick.md" : n === 10000 && workers === 1 ? "storm.md" : `storm-${n}.md`)),
     netns: !values["no-netns"],
     keep: values.keep,
@@ -271,10 +274,13 @@ async function startOurs(ctx, sc, port, redisUrl) {
     ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
     ...(sc.env || {}),
   };
+
   // One core for the server and one for the client when there is one server process (as in bench/run.js);
   // with workers they share both cores.
   const pin = ctx.o.workers > 1 ? [] : ["taskset", "-c", "0"];
-  const child = spawnLogged([...pin, process.execPath, path.join(ROOT, "dist", "cli.js")], env, path.join(ctx.work, "server.log"));
+  // e.g. STORM_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server
+  const nodeArgs = (process.env.STORM_SERVER_NODE_ARGS || "").split(" ").filter(Boolean);
+  const child = spawnLogged([...pin, process.execPath, ...nodeArgs, path.join(ROOT, "dist", "cli.js")], env, path.join(ctx.work, "server.log"));
   await waitPort(port, 60_000, child);
   return child;
 }
@@ -313,7 +319,7 @@ async function stopChild(child, graceMs = 10_000) {
 
 const nowUs = () => Number(process.hrtime.bigint() / 1000n); // CLOCK_MONOTONIC, the C client's clock
 
-const SUM = ["subs", "open", "connecting", "waiting", "gone", "back", "caught", "inflight", "peak_inflight", "attempts", "failed", "ended", "cut",
+const SUM = ["subs", "open", "connecting", "waiting", "gone", "back", "caught", "inflight", "peak_inflight", "attempts", "failed", "ended", "shed", "cut",
   "lost", "dups", "reorders", "resets", "reset_covered", "maybe_missing", "subs_with_loss", "subs_with_dup_or_reorder", "subs_with_reset"];
 /** The storm counters of every client process, added up (peak_inflight: the sum of each process's peak). */
 async function stats(clients) {
@@ -356,11 +362,12 @@ function writePublishFile(ctx, sc, file, count) {
   const parts = [];
   for (let seq = 0; seq < count; seq++) {
     let req;
+    const topic = topicName(seq % ctx.o.topics);
     if (sc.broker === "nchan") {
       const body = String(seq);
-      req = `POST /pub?id=${TOPIC} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+      req = `POST /pub?id=${topic} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
     } else {
-      const body = ctx.submitToken(ctx.secret, [{ topic: TOPIC, event: "tick", data: String(seq) }]);
+      const body = ctx.submitToken(ctx.secret, [{ topic, event: "tick", data: String(seq) }]);
       req = `POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
     }
     parts.push(`${Buffer.byteLength(req)}\n${req}`);
@@ -386,7 +393,8 @@ async function runScenario(ctx, name) {
 
     // Requests: nchan has no tokens; ours get up to --tokens distinct subscribe tokens (round robin).
     const pathsFile = path.join(ctx.work, `${name}.paths`);
-    fs.writeFileSync(pathsFile, sc.broker === "nchan" ? `/sub?id=${TOPIC}\n` : ctx.paths);
+    const nchanPaths = Array.from({ length: o.topics }, (_, k) => `/sub?id=${topicName(k)}\n`).join("");
+    fs.writeFileSync(pathsFile, sc.broker === "nchan" ? nchanPaths : ctx.paths);
     const pubFile = path.join(ctx.work, `${name}.pub`);
     const maxEvents = Math.ceil((o.rate * (o.warmupMs + o.stormTimeoutMs + o.afterMs + 60_000)) / 1000);
     writePublishFile(ctx, sc, pubFile, maxEvents);
@@ -402,10 +410,10 @@ async function runScenario(ctx, name) {
       clients.push(c);
       const ready = await c.next(10_000);
       if (ready.nofile < Math.min(o.n, PER_CLIENT) + 100) throw new Error(`a load client may open only ${ready.nofile} files`);
-      await c.cmd("storm on");
+      await c.cmd(`storm on ${o.topics}`);
       await c.cmd(`srcaddrs ${Math.ceil(o.n / 20000) + 1}`);
       await c.cmd(`paths ${pathsFile}`);
-      await c.cmd(`sshm ${shmFile} ${maxEvents}`);
+      await c.cmd(`sshm ${shmFile} ${maxEvents} ${i === 0 ? 1 : 0}`);
     }
     log(`${name}: connecting ${o.n} subscribers from ${nClients} client process(es)`);
     const tc = Date.now();
@@ -499,7 +507,7 @@ async function runScenario(ctx, name) {
     r.unexpectedResets = !r.resetsExpected && fin.resets > 0 ? fin.resets : 0;
     log(
       `${name}: back p50/p99/max ${fmtP(r.backMs)} ms, caught up ${fmtP(r.caughtMs)} ms, peak connecting ${fin.peak_inflight}, accept queue ${peakQ}, ` +
-        `attempts ${fin.attempts} (failed ${fin.failed}, ended ${fin.ended}), lost ${fin.lost}, dup ${fin.dups}, reordered ${fin.reorders}, ` +
+        `attempts ${fin.attempts} (failed ${fin.failed}, shed ${fin.shed}, ended ${fin.ended}), lost ${fin.lost}, dup ${fin.dups}, reordered ${fin.reorders}, ` +
         `resets ${fin.resets} (covering ${fin.reset_covered}), unacknowledged missing ${fin.maybe_missing}` +
         (problems.length ? ` — PROBLEMS: ${problems.join("; ")}` : ""),
     );
@@ -539,7 +547,7 @@ function report(o, info, results) {
         ? `Server with WORKERS=${o.workers}; server, Redis and the load client share the 2 cores (not pinned).`
         : "Server (and Redis) on core 0, the load client on core 1."),
     "",
-    "| scenario | back: all 200 (s) | caught up: all (s) | caught up p50 / p99 (ms) | goal | peak connecting (client) | peak accept queue | SYN overflows | attempts / failed / shed-ended | lost | dup / reordered | sse:reset (subs) | unacked missing |",
+    "| scenario | back: all 200 (s) | caught up: all (s) | caught up p50 / p99 (ms) | goal | peak connecting (client) | peak accept queue | SYN overflows | attempts / failed / shed | lost | dup / reordered | sse:reset (subs) | unacked missing (deliveries) |",
     "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
   );
   const goalS = o.n >= 100000 ? 15 : 2;
@@ -552,7 +560,7 @@ function report(o, info, results) {
     const caughtS = r.caughtMs ? r.caughtMs.max / 1000 : Infinity;
     const goal = r.allCaught && caughtS <= goalS && !f.lost ? `**met** (≤ ${goalS} s)` : `not met (≤ ${goalS} s)`;
     L.push(
-      `| ${r.label}${r.mode !== o.mode ? "" : ""} | ${sec(r.backMs)} | ${r.allCaught ? sec(r.caughtMs) : `${f.caught}/${o.n}`} | ${r.caughtMs ? `${Math.round(r.caughtMs.p50)} / ${Math.round(r.caughtMs.p99)}` : "–"} | ${goal} | ${r.peakConnecting} | ${r.peakAcceptQueue} | ${r.listenOverflows} | ${f.attempts} / ${f.failed} / ${f.ended} | ${f.lost} | ${f.dups} / ${f.reorders} | ${f.resets} (${f.subs_with_reset}) | ${f.maybe_missing} |`,
+      `| ${r.label}${r.mode !== o.mode ? "" : ""} | ${sec(r.backMs)} | ${r.allCaught ? sec(r.caughtMs) : `${f.caught}/${o.n}`} | ${r.caughtMs ? `${Math.round(r.caughtMs.p50)} / ${Math.round(r.caughtMs.p99)}` : "–"} | ${goal} | ${r.peakConnecting} | ${r.peakAcceptQueue} | ${r.listenOverflows} | ${f.attempts} / ${f.failed} / ${f.shed} | ${f.lost} | ${f.dups} / ${f.reorders} | ${f.resets} (${f.subs_with_reset}) | ${f.maybe_missing} |`,
     );
   }
   L.push("", "Details:", "");
@@ -574,7 +582,7 @@ function report(o, info, results) {
     "Columns: times from SIGTERM to the old process (restart) or from the client closing every socket (cut). " +
       "back = every subscriber's current connection has its 200 head; caught up = each has received an event published after its new head, " +
       "with nothing missing before it (sequence numbers in order). peak connecting = the client's connections still waiting for a response head; " +
-      "accept queue = Recv-Q of the listening socket (ss, every 100 ms); SYN overflows = TcpExt ListenOverflows. shed-ended = 200 streams the server ended (shed by connectRate, or the restart's own shutdown). " +
+      "accept queue = Recv-Q of the listening socket (ss, every 100 ms); SYN overflows = TcpExt ListenOverflows. failed = attempts refused or cut before a response head; shed = 200 streams the server ended before any event (admission control: connectRate). " +
       "lost = sequence gaps no sse:reset announced; unacked missing = events whose POST got no 2xx answer (cut by the restart) and did not arrive (allowed). " +
       "How it works: bench/README.md (Reconnect storm).",
   );
@@ -627,7 +635,8 @@ async function main() {
     const { subscribeToken, submitToken } = require(path.join(ROOT, "dist", "index.js"));
     const secret = crypto.randomBytes(32).toString("hex");
     const lines = [];
-    for (let i = 0; i < o.tokens; i++) lines.push(`/events?token=${subscribeToken(secret, [TOPIC])}`);
+    const nTokens = Math.max(o.topics, o.tokens - (o.tokens % o.topics));
+    for (let i = 0; i < nTokens; i++) lines.push(`/events?token=${subscribeToken(secret, [topicName(i % o.topics)])}`);
     const ctx = { o, work, secret, submitToken, paths: lines.join("\n") + "\n", clientBin: compileClient(work) };
     const hasNchan = spawnSync("sh", ["-c", "command -v nginx"]).status === 0 && fs.existsSync(NCHAN_MODULE);
     const hasRedis = spawnSync("sh", ["-c", "command -v redis-server"]).status === 0;

@@ -99,6 +99,8 @@ typedef struct storm {
   int pidx;           /* its request path (token) */
   int hidx;           /* index in the reconnect heap, -1 if not in it */
   int64_t lastseq;    /* last sequence number received, -1 before the first */
+  int64_t target;     /* the last event of its topic acknowledged when the current connection's head arrived */
+  int topic;
   uint64_t rc_at;     /* when to reconnect */
   uint64_t head_us;   /* time of the last 200 response head */
   uint64_t caught_us; /* time this connection first got an event published after its head (0: not yet) */
@@ -120,14 +122,15 @@ static storm **heap;                /* reconnects waiting, min-heap on rc_at */
 static int nheap;
 static uint64_t st_t0;              /* smark / scut */
 static int st_inflight, st_peak_inflight, st_caught;
-static uint64_t st_attempts, st_failed, st_ended, st_cut;
+static uint64_t st_attempts, st_failed, st_ended, st_shed, st_cut;
 static uint64_t st_lost, st_dups, st_reorders, st_resets, st_reset_covered, st_maybe_missing;
 /* storm publisher: prepared requests (one per sequence number), one at a time on a new connection */
 static int sp_active, sp_stopping, sp_busy, sp_n, sp_next, sp_cur;
 static char *sp_buf;
 static char **sp_req;
 static size_t *sp_len;
-static uint64_t *sp_sent;           /* when request seq was written (last attempt) */
+static int ntopics = 1;             /* event seq goes to topic seq % ntopics; subscriber i follows topic (path i) % ntopics */
+static int64_t *sp_topic_ack;       /* per topic: the last acknowledged seq (-1: none yet) */
 static uint8_t *sp_state;           /* 0 not sent, 1 acknowledged (2xx), 2 unknown (no or other answer) */
 static uint64_t sp_interval, sp_next_at, sp_t0;
 static uint64_t sp_acked, sp_maybe, sp_refused, sp_nonok, sp_skipped;
@@ -716,7 +719,6 @@ static void on_writable(conn *c) {
     cp_fail(c, "write failed");
     return;
   }
-  if (r == 0 && c->kind == K_SPUB) sp_sent[sp_cur] = now_us_cache;
   if (r == 0) ep_set(c, EPOLLIN | EPOLLRDHUP, EPOLL_CTL_MOD);
 }
 
@@ -772,6 +774,7 @@ static storm *storm_new(void) {
   }
   storm *sm = calloc(1, sizeof *sm);
   sm->pidx = nsubs % npaths;
+  sm->topic = sm->pidx % ntopics;
   sm->hidx = -1;
   sm->lastseq = -1;
   sm->retry_ms = rc_default_ms;
@@ -786,7 +789,10 @@ static void storm_detach(conn *c, int by_peer) {
   sm->c = NULL;
   int had_head = c->st == S_BODY;
   if (!had_head) { st_inflight--; st_failed++; }
-  else if (by_peer) st_ended++;
+  else if (by_peer) {
+    st_ended++;
+    if (!c->frames) st_shed++; /* 200, then the end before any event: shed (admission control) */
+  }
   if (sm->caught_us) { st_caught--; sm->caught_us = 0; }
   if (!rc_mode) return;
   /* EventSource: after an end or a failed attempt, wait the reconnection time, then try again */
@@ -817,6 +823,12 @@ static void storm_head(conn *c) {
   storm *sm = c->sm;
   sm->head_us = now_us_cache;
   st_inflight--;
+  /* caught up = has every event of its topic acknowledged before this head (maybe already) */
+  sm->target = sp_topic_ack ? sp_topic_ack[sm->topic] : -1;
+  if (sm->head_us > st_t0 && sm->lastseq >= sm->target && !sm->caught_us) {
+    sm->caught_us = now_us_cache;
+    st_caught++;
+  }
 }
 
 /* a complete event (or sse:reset) on a storm subscriber */
@@ -834,11 +846,11 @@ static void storm_frame(conn *c) {
   if (!c->tsdigits) return;
   int64_t seq = (int64_t)c->ts;
   if (sm->lastseq >= 0 && seq <= sm->lastseq) {
-    if (seq == sm->lastseq) { sm->dups++; st_dups++; }
+    if (seq == sm->lastseq) { sm->dups++; st_dups++; }  /* (a gap of ntopics, not 1, between events of one topic) */
     else { sm->reorders++; st_reorders++; }
     return;
   }
-  for (int64_t q = sm->lastseq + 1; q < seq; q++) {
+  for (int64_t q = sm->lastseq >= 0 ? sm->lastseq + ntopics : sm->topic; q < seq; q += ntopics) {
     if (q < sp_n && sp_state[q] != 1) st_maybe_missing++;   /* never acknowledged: may be missing */
     else if (sm->after_reset) st_reset_covered++;         /* missed, but the server said so */
     else { sm->lost++; st_lost++; }                       /* silently lost */
@@ -846,7 +858,7 @@ static void storm_frame(conn *c) {
   sm->after_reset = 0;
   sm->lastseq = seq;
   /* caught up: an event published after this connection's head arrived, with nothing missing before it */
-  if (!sm->caught_us && sm->head_us > st_t0 && seq < sp_n && sp_sent[seq] >= sm->head_us) {
+  if (!sm->caught_us && sm->head_us > st_t0 && seq >= sm->target) {
     sm->caught_us = now_us_cache;
     st_caught++;
   }
@@ -963,6 +975,7 @@ static void spub_result(conn *c, int status) {
     sp_state[seq] = 1;
     sp_acked++;
     sp_lastack = seq;
+    sp_topic_ack[seq % ntopics] = seq;
   } else {
     /* no answer or an error answer: it may or may not have been published */
     sp_state[seq] = 2;
@@ -990,7 +1003,6 @@ static void spub_tick(void) {
   int r = write_request(sp_conn);
   if (r < 0) { spub_result(sp_conn, -1); return; }
   if (r > 0) ep_set(sp_conn, EPOLLIN | EPOLLOUT | EPOLLRDHUP, EPOLL_CTL_MOD);
-  else sp_sent[sp_cur] = now_us_cache;
 }
 
 static void spub_check(void) {
@@ -1038,12 +1050,12 @@ static void storm_stat(void) {
   }
   if (minseq == INT64_MAX) minseq = -1;
   reply("\"cmd\":\"sstat\",\"subs\":%d,\"open\":%d,\"connecting\":%d,\"waiting\":%d,\"gone\":%d,\"back\":%d,\"caught\":%d,"
-        "\"inflight\":%d,\"peak_inflight\":%d,\"attempts\":%llu,\"failed\":%llu,\"ended\":%llu,\"cut\":%llu,"
+        "\"inflight\":%d,\"peak_inflight\":%d,\"attempts\":%llu,\"failed\":%llu,\"ended\":%llu,\"shed\":%llu,\"cut\":%llu,"
         "\"lost\":%llu,\"dups\":%llu,\"reorders\":%llu,\"resets\":%llu,\"reset_covered\":%llu,\"maybe_missing\":%llu,"
         "\"subs_with_loss\":%d,\"max_lost\":%u,\"subs_with_dup_or_reorder\":%d,\"subs_with_reset\":%d,\"max_conns\":%u,"
         "\"min_seq\":%lld,\"max_seq\":%lld,\"since_mark_ms\":%.1f",
         nsubs, open, connecting, waiting, gone, back, caught, st_inflight, st_peak_inflight, (unsigned long long)st_attempts,
-        (unsigned long long)st_failed, (unsigned long long)st_ended, (unsigned long long)st_cut, (unsigned long long)st_lost,
+        (unsigned long long)st_failed, (unsigned long long)st_ended, (unsigned long long)st_shed, (unsigned long long)st_cut, (unsigned long long)st_lost,
         (unsigned long long)st_dups, (unsigned long long)st_reorders, (unsigned long long)st_resets,
         (unsigned long long)st_reset_covered, (unsigned long long)st_maybe_missing, with_loss, maxlost, with_dup, with_reset,
         maxconns, (long long)minseq, (long long)maxseq, st_t0 ? (double)(now_us_cache - st_t0) / 1000.0 : 0.0);
@@ -1054,7 +1066,7 @@ static void storm_mark(uint64_t t0) {
   for (int i = 0; i < nsubs; i++) subs[i]->caught_us = 0;
   st_caught = 0;
   st_peak_inflight = st_inflight;
-  st_attempts = st_failed = st_ended = st_cut = 0;
+  st_attempts = st_failed = st_ended = st_shed = st_cut = 0;
 }
 
 /*
@@ -1063,16 +1075,17 @@ static void storm_mark(uint64_t t0) {
  * limit), one of them publishing, and each needs the send times to judge "caught up".
  */
 static int sp_mapped;
-static int storm_shm(const char *fn, int n) {
+static int storm_shm(const char *fn, int n, int creator) {
   int fd = open(fn, O_RDWR);
   if (fd < 0 || n <= 0) return -1;
-  size_t bytes = (size_t)n * 9;
+  size_t bytes = (size_t)ntopics * 8 + (size_t)n;
   if (ftruncate(fd, (off_t)bytes) < 0) { close(fd); return -1; }
   void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   close(fd);
   if (m == MAP_FAILED) return -1;
-  sp_sent = (uint64_t *)m;
-  sp_state = (uint8_t *)m + (size_t)n * 8;
+  sp_topic_ack = (int64_t *)m;
+  sp_state = (uint8_t *)m + (size_t)ntopics * 8;
+  if (creator) for (int t = 0; t < ntopics; t++) sp_topic_ack[t] = -1; /* before any other process maps it */
   sp_n = n;
   sp_mapped = 1;
   return n;
@@ -1104,7 +1117,8 @@ static int spub_load(const char *fn) {
     off = (size_t)(endp + 1 - sp_buf) + l;
   }
   if (sp_mapped) return sp_n; /* storm_shm's arrays (only the first sp_n requests are sent) */
-  sp_sent = calloc((size_t)sp_n + 1, sizeof *sp_sent);
+  sp_topic_ack = calloc((size_t)ntopics, sizeof *sp_topic_ack);
+  for (int t = 0; t < ntopics; t++) sp_topic_ack[t] = -1;
   sp_state = calloc((size_t)sp_n + 1, 1);
   return sp_n;
 }
@@ -1339,7 +1353,8 @@ static void command(char *line) {
     reply("\"cmd\":\"close\",\"closed\":%d", n);
   } else if (!strcmp(a, "storm")) {
     storm_on = !strcmp(b, "on");
-    reply("\"cmd\":\"storm\",\"on\":%d", storm_on);
+    if (atoi(c3) > 0) ntopics = atoi(c3);
+    reply("\"cmd\":\"storm\",\"on\":%d,\"topics\":%d", storm_on, ntopics);
   } else if (!strcmp(a, "srcaddrs")) {
     nsrc = atoi(b);
     reply("\"cmd\":\"srcaddrs\",\"n\":%d", nsrc);
@@ -1369,7 +1384,7 @@ static void command(char *line) {
     if (n < 0) reply("\"cmd\":\"sdump\",\"error\":\"cannot write %s\"", b);
     else reply("\"cmd\":\"sdump\",\"subs\":%d", n);
   } else if (!strcmp(a, "sshm")) {
-    if (storm_shm(b, atoi(c3)) < 0) reply("\"cmd\":\"sshm\",\"error\":\"cannot map %s\"", b);
+    if (storm_shm(b, atoi(c3), atoi(d)) < 0) reply("\"cmd\":\"sshm\",\"error\":\"cannot map %s\"", b);
     else reply("\"cmd\":\"sshm\",\"events\":%d", sp_n);
   } else if (!strcmp(a, "spub")) {
     if (spub_load(b) < 0) { reply("\"cmd\":\"spub\",\"error\":\"cannot read %s\"", b); return; }
