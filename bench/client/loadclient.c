@@ -38,6 +38,21 @@
  *   count                      counters now
  *   close KIND                 close all subscribers of KIND (sub, stall, all)
  *   quit
+ *
+ * Storm mode (bench/storm.js; see the struct storm below):
+ *   storm on T                 subscribers opened afterwards outlive their connections; T topics:
+ *                              subscriber of path i follows topic i % T, event seq goes to topic seq % T
+ *   srcaddrs N                 subscribers connect from 127.0.0.2 .. 127.0.0.(N+1), round robin
+ *   sshm FILE N CREATOR        map the publisher's per-event answers (shared by client processes)
+ *   sreconnect MODE DEF FAIL MAX
+ *                              MODE honour: reconnect after the last retry: (DEF ms before any), also
+ *                              after a failed attempt (like EventSource); now: at once, FAIL ms after a
+ *                              failed attempt; off: a closed subscriber is gone. MAX: connects in flight (0: any)
+ *   spub FILE INTERVAL_US      publish prepared requests (records "<length>\n<request>", request i carries
+ *                              event seq i) one at a time on a keep-alive connection, one per interval
+ *   spstop                     stop publishing (reply once no request is in flight)
+ *   smark T0_US | scut T0_US   start measuring at T0 (CLOCK_MONOTONIC µs); scut also closes every connection
+ *   sstat                      storm counters; sdump FILE: per subscriber head and caught-up times
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
