@@ -4,6 +4,7 @@
  *
  *   npm run bench:storm                      # N = 10,000, the default scenarios (about 3 minutes)
  *   npm run bench:storm -- --quick           # N = 1,000, smoke run
+ *   npm run bench:storm -- --effects         # retry: / retryJitter / connectRate variants of a restart
  *   npm run bench:storm -- --n 100000 --workers 2 --redis
  *                                            # the big one: Redis, WORKERS=2, restart only
  *   npm run bench:storm -- --scenarios mem-restart,mem-cut --mode now
@@ -83,6 +84,12 @@ const SCENARIOS = {
     event: "restart",
     env: { SSE_RETRY: "500", SSE_RETRY_JITTER: "1000" },
   },
+  "mem-restart-wide": {
+    label: "memory, restart, retry 500 + jitter 4000",
+    broker: "memory",
+    event: "restart",
+    env: { SSE_RETRY: "500", SSE_RETRY_JITTER: "4000" },
+  },
   "mem-restart-fast-rate": {
     label: "memory, restart, retry 500 + jitter 1000, connectRate 2000",
     broker: "memory",
@@ -94,29 +101,24 @@ const SCENARIOS = {
   "redis-cut": { label: "Redis, cut", broker: "redis", event: "cut" },
   "nchan-cut": { label: "nginx + nchan, cut", broker: "nchan", event: "cut" },
 };
-const DEFAULT_SCENARIOS = [
-  "mem-restart",
-  "mem-cut",
-  "redis-restart",
-  "mem-restart-jitter0",
-  "mem-restart-fast",
-  "mem-restart-fast-rate",
-  "mem-restart-now",
-  "nchan-cut",
-];
+const DEFAULT_SCENARIOS = ["mem-restart", "mem-cut", "redis-restart", "nchan-cut"];
+/** `--effects`: what jittered retry: and admission control (connectRate) change, on a restart. */
+const EFFECT_SCENARIOS = ["mem-restart", "mem-restart-jitter0", "mem-restart-fast", "mem-restart-wide", "mem-restart-fast-rate", "mem-restart-now"];
 
 function parseOptions(argv) {
   const { values } = parseArgs({
     args: argv,
     options: {
       quick: { type: "boolean", default: false },
+      effects: { type: "boolean", default: false },
+      backlog: { type: "string" }, // experiment: listen backlog for our server (bench/lib/listen-backlog.js)
       n: { type: "string" },
       workers: { type: "string", default: "1" },
       redis: { type: "boolean", default: false }, // only the Redis scenarios (the 100k run)
       scenarios: { type: "string" },
       mode: { type: "string", default: "honour" }, // honour | now (scenarios may override)
       rate: { type: "string", default: "50" }, // events/s, over all topics
-      topics: { type: "string" }, // default: one per 1,000 subscribers
+      topics: { type: "string" }, // default: one per 100 subscribers
       warmup: { type: "string", default: "2" }, // s of steady events before the storm
       "after-ms": { type: "string", default: "1000" }, // ms of events after everyone caught up
       "storm-timeout": { type: "string" }, // s to wait for everyone to catch up
@@ -130,7 +132,13 @@ function parseOptions(argv) {
   const n = Number(values.n ?? (values.quick ? 1000 : 10000));
   const workers = Number(values.workers);
   if (n / workers > PER_CLIENT) throw new Error(`${n} subscribers on ${workers} server process(es) is over the open-file limit (20,000 per process): use --workers ${Math.ceil(n / PER_CLIENT)}`);
-  let scenarios = values.scenarios ? values.scenarios.split(",") : values.redis ? ["redis-restart"] : DEFAULT_SCENARIOS;
+  let scenarios = values.scenarios
+    ? values.scenarios.split(",")
+    : values.redis
+      ? ["redis-restart"]
+      : values.effects
+        ? EFFECT_SCENARIOS
+        : DEFAULT_SCENARIOS;
   if (values.quick && !values.scenarios) scenarios = ["mem-restart-fast", "mem-cut", "redis-restart"];
   if (workers > 1) scenarios = scenarios.filter((s) => SCENARIOS[s]?.broker === "redis");
   for (const s of scenarios) if (!SCENARIOS[s]) throw new Error(`unknown scenario ${s}; known: ${Object.keys(SCENARIOS).join(", ")}`);
@@ -141,14 +149,18 @@ function parseOptions(argv) {
     workers,
     scenarios,
     mode: values.mode,
+    backlog: values.backlog ? Number(values.backlog) : undefined,
     rate: Number(values.rate),
-    topics: Number(values.topics ?? Math.max(1, Math.round(n / 1000))),
+    topics: Number(values.topics ?? Math.max(1, Math.round(n / 100))),
     warmupMs: Number(values.warmup) * 1000,
     afterMs: Number(values["after-ms"]),
-    stormTimeoutMs: Number(values["storm-timeout"] ?? Math.max(60, n / 1000)) * 1000,
+    stormTimeoutMs: Number(values["storm-timeout"] ?? Math.max(40, n / 1000)) * 1000,
     tokens: Math.min(n, Number(values.tokens)),
     // (tokens is rounded down to a multiple of topics in main: path i follows topic i % topics)
-    out: path.resolve(values.out ?? path.join(__dirname, "results", values.quick ? "storm-quick.md" : n === 10000 && workers === 1 ? "storm.md" : `storm-${n}.md`)),
+    out: path.resolve(
+      values.out ??
+        path.join(__dirname, "results", values.quick ? "storm-quick.md" : values.effects ? "storm-effects.md" : n === 10000 && workers === 1 ? "storm.md" : `storm-${n}.md`),
+    ),
     netns: !values["no-netns"],
     keep: values.keep,
   };
@@ -248,6 +260,22 @@ function processTree(pid) {
   }
   return out;
 }
+const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+/** utime + stime of the processes, in ms. */
+function cpuMs(pids) {
+  let ticks = 0;
+  for (const p of pids) {
+    try {
+      const st = fs.readFileSync(`/proc/${p}/stat`, "utf8");
+      const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      /* gone */
+    }
+  }
+  return (ticks * 1000) / CLK_TCK;
+}
+
 function rssMiB(pids) {
   let kib = 0;
   for (const p of pids) {
@@ -280,6 +308,10 @@ async function startOurs(ctx, sc, port, redisUrl) {
   const pin = ctx.o.workers > 1 ? [] : ["taskset", "-c", "0"];
   // e.g. STORM_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server
   const nodeArgs = (process.env.STORM_SERVER_NODE_ARGS || "").split(" ").filter(Boolean);
+  if (ctx.o.backlog) {
+    nodeArgs.push("-r", path.join(__dirname, "lib", "listen-backlog.js"));
+    env.STORM_BACKLOG = String(ctx.o.backlog);
+  }
   const child = spawnLogged([...pin, process.execPath, ...nodeArgs, path.join(ROOT, "dist", "cli.js")], env, path.join(ctx.work, "server.log"));
   await waitPort(port, 60_000, child);
   return child;
@@ -320,7 +352,7 @@ async function stopChild(child, graceMs = 10_000) {
 const nowUs = () => Number(process.hrtime.bigint() / 1000n); // CLOCK_MONOTONIC, the C client's clock
 
 const SUM = ["subs", "open", "connecting", "waiting", "gone", "back", "caught", "inflight", "peak_inflight", "attempts", "failed", "ended", "shed", "cut",
-  "lost", "dups", "reorders", "resets", "reset_covered", "maybe_missing", "subs_with_loss", "subs_with_dup_or_reorder", "subs_with_reset"];
+  "lost", "dups", "reorders", "resets", "reset_covered", "maybe_missing", "subs_with_loss", "subs_with_dup_or_reorder", "subs_with_reset", "behind"];
 /** The storm counters of every client process, added up (peak_inflight: the sum of each process's peak). */
 async function stats(clients) {
   const all = await Promise.all(clients.map((c) => c.cmd("sstat", 30_000)));
@@ -415,6 +447,8 @@ async function runScenario(ctx, name) {
       await c.cmd(`paths ${pathsFile}`);
       await c.cmd(`sshm ${shmFile} ${maxEvents} ${i === 0 ? 1 : 0}`);
     }
+    // Reconnecting already: a connection shed by admission control (200, retry:, end) comes back.
+    for (const c of clients) await c.cmd(`sreconnect ${mode} 3000 100 0`);
     log(`${name}: connecting ${o.n} subscribers from ${nClients} client process(es)`);
     const tc = Date.now();
     const connects = await Promise.all(
@@ -423,15 +457,23 @@ async function runScenario(ctx, name) {
         return c.cmd(`connect sub ${count} ${Math.ceil(256 / nClients)} ${Math.max(120_000, o.n * 3)}`, Math.max(130_000, o.n * 3 + 10_000));
       }),
     );
-    const ok = connects.reduce((a, c) => a + c.ok, 0);
+    const ok = connects.reduce((a, c) => a + c.ok, 0); // 200 heads, including streams shed at once
     const connectS = (Date.now() - tc) / 1000;
     r.initialConnect = { ok, failed: connects.reduce((a, c) => a + c.failed, 0), seconds: connectS, perSecond: Math.round(ok / connectS) };
     if (ok !== o.n) throw new Error(`only ${ok} of ${o.n} subscribers connected (${connects.map((c) => c.err).filter(Boolean)[0]})`);
+    for (let held = await stats(clients); held.open < o.n; held = await stats(clients)) {
+      if (Date.now() - tc > 120_000) throw new Error(`only ${held.open} of ${o.n} subscribers hold a stream`);
+      await sleep(200);
+    }
     r.rssHoldingMiB = rssMiB(serverPids());
     r.rssIdleMiB = rssIdle;
-    for (const c of clients) await c.cmd(`sreconnect ${mode} 3000 100 0`);
     await clients[0].cmd(`spub ${pubFile} ${Math.round(1e6 / o.rate)}`);
-    await sleep(o.warmupMs);
+    await sleep(500);
+    // Server CPU with everyone connected and events flowing: the headroom left for a storm.
+    const cpu0 = cpuMs(serverPids());
+    const tw = Date.now();
+    await sleep(Math.max(500, o.warmupMs - 500));
+    r.steadyServerCpuPercent = Math.round((100 * (cpuMs(serverPids()) - cpu0)) / (Date.now() - tw));
     const warm = await stats(clients);
     if (warm.min_seq < 0) throw new Error(`no event reached every subscriber in the ${o.warmupMs} ms warm-up (max seq ${warm.max_seq})`);
 
@@ -443,6 +485,7 @@ async function runScenario(ctx, name) {
     const t0 = Date.now();
     let restart;
     const t0us = nowUs();
+    const stormCpu0 = sc.event === "restart" ? 0 : cpuMs(serverPids()); // restart: the new process from its start
     if (sc.event === "restart") {
       for (const c of clients) await c.cmd(`smark ${t0us}`);
       const old = server;
@@ -473,12 +516,13 @@ async function runScenario(ctx, name) {
       await sleep(100);
     }
     const drops1 = listenDrops();
+    r.stormServerCpuPercent = Math.round((100 * (cpuMs(serverPids()) - stormCpu0)) / (Date.now() - t0));
     await sleep(o.afterMs);
     const pub = await clients[0].cmd("spstop", 30_000);
-    // Everything acknowledged must arrive: wait until every subscriber has the last acknowledged event.
+    // Everything acknowledged must arrive: wait until every subscriber has the last acknowledged event of its topic.
     const drainEnd = Date.now() + 20_000;
     let fin = await stats(clients);
-    while (fin.min_seq < pub.last_acked && Date.now() < drainEnd) {
+    while (fin.behind > 0 && Date.now() < drainEnd) {
       await sleep(200);
       fin = await stats(clients);
     }
@@ -500,7 +544,7 @@ async function runScenario(ctx, name) {
     if (!r.allCaught) problems.push(`only ${st.caught} of ${o.n} caught up within ${o.stormTimeoutMs / 1000} s`);
     if (fin.lost) problems.push(`${fin.lost} events lost (${fin.subs_with_loss} subscribers)`);
     if (fin.dups || fin.reorders) problems.push(`${fin.dups} duplicated, ${fin.reorders} reordered`);
-    if (fin.min_seq < pub.last_acked) problems.push(`not every subscriber got the last acknowledged event ${pub.last_acked} (min ${fin.min_seq})`);
+    if (fin.behind) problems.push(`${fin.behind} subscribers lack the last acknowledged event of their topic`);
     if (fin.gone) problems.push(`${fin.gone} subscribers gone`);
     if (r.resetsExpected && fin.subs_with_reset < o.n) problems.push(`only ${fin.subs_with_reset} of ${o.n} got sse:reset after losing the history`);
     r.problems = problems;
@@ -543,6 +587,7 @@ function report(o, info, results) {
       `, at end ${fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}; git ${info.git}.`,
     "",
     `Command: \`${info.command}\`. Events at ${o.rate}/s on one topic during the storm; clients ${o.mode === "now" ? "reconnect at once" : "honour `retry:` like EventSource (3 s before they have heard one)"} unless the row says otherwise. ` +
+      (o.backlog ? `**Experiment: our server listens with backlog ${o.backlog}** (bench/lib/listen-backlog.js; Node's default is 511). ` : "") +
       (o.workers > 1
         ? `Server with WORKERS=${o.workers}; server, Redis and the load client share the 2 cores (not pinned).`
         : "Server (and Redis) on core 0, the load client on core 1."),
@@ -569,6 +614,7 @@ function report(o, info, results) {
     const p = r.publisher;
     L.push(
       `- **${r.label}**: initial connect ${r.initialConnect.ok} in ${r.initialConnect.seconds.toFixed(1)} s (${r.initialConnect.perSecond}/s); ` +
+        `server CPU ${r.steadyServerCpuPercent} % of a core with everyone connected and events flowing, ${r.stormServerCpuPercent} % during the storm; ` +
         (r.restart ? `old process exited ${r.restart.oldExitedMs} ms after SIGTERM, new one listening at ${r.restart.newListeningMs} ms; ` : "") +
         `server RSS ${r.rssIdleMiB} → ${r.rssHoldingMiB} MiB holding, ${r.rssAfterMiB} MiB after; ` +
         `publisher: ${p.acked} acknowledged, ${p.maybe} unanswered or non-2xx, ${p.refused} refused (sent again), ${p.skipped} ticks skipped, ${(p.acked / p.elapsed_s).toFixed(1)} events/s; ` +

@@ -1043,7 +1043,7 @@ static int storm_dump(const char *fn) {
 }
 
 static void storm_stat(void) {
-  int open = 0, connecting = 0, waiting = 0, gone = 0, back = 0, caught = 0, with_loss = 0, with_dup = 0, with_reset = 0;
+  int open = 0, connecting = 0, waiting = 0, gone = 0, back = 0, caught = 0, with_loss = 0, with_dup = 0, with_reset = 0, behind = 0;
   int64_t minseq = INT64_MAX, maxseq = -1;
   uint32_t maxlost = 0, maxconns = 0;
   for (int i = 0; i < nsubs; i++) {
@@ -1056,6 +1056,7 @@ static void storm_stat(void) {
     else if (sm->hidx >= 0) waiting++;
     else gone++;
     if (sm->lastseq < minseq) minseq = sm->lastseq;
+    if (sp_topic_ack && sm->lastseq < sp_topic_ack[sm->topic]) behind++; /* lacks an acknowledged event */
     if (sm->lastseq > maxseq) maxseq = sm->lastseq;
     if (sm->lost) with_loss++;
     if (sm->dups || sm->reorders) with_dup++;
@@ -1067,13 +1068,13 @@ static void storm_stat(void) {
   reply("\"cmd\":\"sstat\",\"subs\":%d,\"open\":%d,\"connecting\":%d,\"waiting\":%d,\"gone\":%d,\"back\":%d,\"caught\":%d,"
         "\"inflight\":%d,\"peak_inflight\":%d,\"attempts\":%llu,\"failed\":%llu,\"ended\":%llu,\"shed\":%llu,\"cut\":%llu,"
         "\"lost\":%llu,\"dups\":%llu,\"reorders\":%llu,\"resets\":%llu,\"reset_covered\":%llu,\"maybe_missing\":%llu,"
-        "\"subs_with_loss\":%d,\"max_lost\":%u,\"subs_with_dup_or_reorder\":%d,\"subs_with_reset\":%d,\"max_conns\":%u,"
+        "\"subs_with_loss\":%d,\"max_lost\":%u,\"subs_with_dup_or_reorder\":%d,\"subs_with_reset\":%d,\"max_conns\":%u,\"behind\":%d,"
         "\"min_seq\":%lld,\"max_seq\":%lld,\"since_mark_ms\":%.1f",
         nsubs, open, connecting, waiting, gone, back, caught, st_inflight, st_peak_inflight, (unsigned long long)st_attempts,
         (unsigned long long)st_failed, (unsigned long long)st_ended, (unsigned long long)st_shed, (unsigned long long)st_cut, (unsigned long long)st_lost,
         (unsigned long long)st_dups, (unsigned long long)st_reorders, (unsigned long long)st_resets,
         (unsigned long long)st_reset_covered, (unsigned long long)st_maybe_missing, with_loss, maxlost, with_dup, with_reset,
-        maxconns, (long long)minseq, (long long)maxseq, st_t0 ? (double)(now_us_cache - st_t0) / 1000.0 : 0.0);
+        maxconns, behind, (long long)minseq, (long long)maxseq, st_t0 ? (double)(now_us_cache - st_t0) / 1000.0 : 0.0);
 }
 
 static void storm_mark(uint64_t t0) {
