@@ -24,10 +24,10 @@
  *
  * Measured, from the restart (SIGTERM sent) or the cut:
  * - back: until every subscriber's current connection has its `200` head;
- * - caught up: until every subscriber has received an event whose POST was
- *   sent after its own new connection's head arrived, with every earlier event
- *   present (sequence numbers checked in order). That is "has the latest
- *   event": at 50/s this includes up to 20 ms of waiting for the next event;
+ * - caught up: until every subscriber has received every event of its topic
+ *   whose POST was acknowledged before its new connection's response head
+ *   arrived, in order (sequence numbers), or an `sse:reset` (then it knows to
+ *   rebuild its state, and everything after it is live);
  * - peak connect queue: the client's connections without a response head yet,
  *   and the server's accept queue (`ss -ltn` Recv-Q of the listening socket,
  *   sampled every 100 ms), plus the kernel's listen-queue overflows (SYNs
@@ -586,7 +586,8 @@ function report(o, info, results) {
     `${info.date}, ${info.nproc} vCPU ${info.cpuModel}, ${info.memGiB} GiB, Node ${info.node}, load average at start ${info.loadavg}` +
       `, at end ${fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}; git ${info.git}.`,
     "",
-    `Command: \`${info.command}\`. Events at ${o.rate}/s on one topic during the storm; clients ${o.mode === "now" ? "reconnect at once" : "honour `retry:` like EventSource (3 s before they have heard one)"} unless the row says otherwise. ` +
+    `Command: \`${info.command}\`. Events at ${o.rate}/s in all, round robin over ${o.topics} topic(s) of ${Math.round(o.n / o.topics)} subscribers ` +
+      `(${Math.round((o.rate * o.n) / o.topics).toLocaleString("en-US")} deliveries/s), before, during and after the storm; clients ${o.mode === "now" ? "reconnect at once" : "honour `retry:` like EventSource (3 s before they have heard one)"} unless the row says otherwise. ` +
       (o.backlog ? `**Experiment: our server listens with backlog ${o.backlog}** (bench/lib/listen-backlog.js; Node's default is 511). ` : "") +
       (o.workers > 1
         ? `Server with WORKERS=${o.workers}; server, Redis and the load client share the 2 cores (not pinned).`
@@ -626,8 +627,8 @@ function report(o, info, results) {
   L.push(
     "",
     "Columns: times from SIGTERM to the old process (restart) or from the client closing every socket (cut). " +
-      "back = every subscriber's current connection has its 200 head; caught up = each has received an event published after its new head, " +
-      "with nothing missing before it (sequence numbers in order). peak connecting = the client's connections still waiting for a response head; " +
+      "back = every subscriber's current connection has its 200 head; caught up = each has every event of its topic acknowledged before that head, " +
+      "in order, or an sse:reset. peak connecting = the client's connections still waiting for a response head; " +
       "accept queue = Recv-Q of the listening socket (ss, every 100 ms); SYN overflows = TcpExt ListenOverflows. failed = attempts refused or cut before a response head; shed = 200 streams the server ended before any event (admission control: connectRate). " +
       "lost = sequence gaps no sse:reset announced; unacked missing = events whose POST got no 2xx answer (cut by the restart) and did not arrive (allowed). " +
       "How it works: bench/README.md (Reconnect storm).",

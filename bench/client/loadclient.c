@@ -856,6 +856,11 @@ static void storm_frame(conn *c) {
     sm->resets++;
     st_resets++;
     sm->after_reset = 1;
+    /* told to rebuild its state: from here on everything is live, as caught up as it can be */
+    if (!sm->caught_us && sm->head_us > st_t0) {
+      sm->caught_us = now_us_cache;
+      st_caught++;
+    }
     return;
   }
   if (!c->tsdigits) return;
