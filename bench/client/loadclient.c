@@ -122,6 +122,7 @@ typedef struct storm {
   uint32_t retry_ms;  /* reconnection time: last retry: received, else the default */
   uint32_t lost, dups, reorders, resets, conns;
   uint8_t after_reset; /* an sse:reset arrived: the next gap is covered by it */
+  uint8_t reset_conn;  /* an sse:reset arrived on the current connection: events up to target are excused */
   uint8_t idlen;
   char lastid[64];
 } storm;
@@ -837,6 +838,7 @@ static void rc_tick(void) {
 static void storm_head(conn *c) {
   storm *sm = c->sm;
   sm->head_us = now_us_cache;
+  sm->reset_conn = 0;
   st_inflight--;
   /* caught up = has every event of its topic acknowledged before this head (maybe already) */
   sm->target = sp_topic_ack ? sp_topic_ack[sm->topic] : -1;
@@ -856,6 +858,7 @@ static void storm_frame(conn *c) {
     sm->resets++;
     st_resets++;
     sm->after_reset = 1;
+    sm->reset_conn = 1;
     /* told to rebuild its state: from here on everything is live, as caught up as it can be */
     if (!sm->caught_us && sm->head_us > st_t0) {
       sm->caught_us = now_us_cache;
@@ -1061,7 +1064,8 @@ static void storm_stat(void) {
     else if (sm->hidx >= 0) waiting++;
     else gone++;
     if (sm->lastseq < minseq) minseq = sm->lastseq;
-    if (sp_topic_ack && sm->lastseq < sp_topic_ack[sm->topic]) behind++; /* lacks an acknowledged event */
+    /* lacks an acknowledged event, one that no sse:reset excused (acknowledged before the reset's connection) */
+    if (sp_topic_ack && sm->lastseq < sp_topic_ack[sm->topic] && !(sm->reset_conn && sp_topic_ack[sm->topic] <= sm->target)) behind++;
     if (sm->lastseq > maxseq) maxseq = sm->lastseq;
     if (sm->lost) with_loss++;
     if (sm->dups || sm->reorders) with_dup++;
