@@ -29,6 +29,18 @@ function chunked(s) {
     .join("");
 }
 
+/** The client process, and `cmd(line)`: send a command (none: just read), resolve with its JSON reply. */
+function startClient(bin, port) {
+  const client = spawn(bin, [String(port)], { stdio: ["pipe", "pipe", "inherit"] });
+  const lines = readline.createInterface({ input: client.stdout })[Symbol.asyncIterator]();
+  const cmd = async (c) => {
+    if (c) client.stdin.write(c + "\n");
+    const { value } = await lines.next();
+    return JSON.parse(value);
+  };
+  return { client, cmd };
+}
+
 async function main(binArg) {
   let bin = binArg;
   let tmp;
@@ -82,13 +94,7 @@ async function main(binArg) {
     path.join(dir, "req"),
     `POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
   );
-  const client = spawn(bin, [String(port)], { stdio: ["pipe", "pipe", "inherit"] });
-  const lines = readline.createInterface({ input: client.stdout })[Symbol.asyncIterator]();
-  const cmd = async (c) => {
-    if (c) client.stdin.write(c + "\n");
-    const { value } = await lines.next();
-    return JSON.parse(value);
-  };
+  const { client, cmd } = startClient(bin, port);
   const fail = [];
   const check = (cond, what) => {
     if (!cond) fail.push(what);
@@ -154,13 +160,7 @@ async function stormTest(bin) {
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "loadclient-storm-"));
   fs.writeFileSync(path.join(dir, "paths"), "/events?token=a\n");
-  const client = spawn(bin, [String(server.address().port)], { stdio: ["pipe", "pipe", "inherit"] });
-  const lines = readline.createInterface({ input: client.stdout })[Symbol.asyncIterator]();
-  const cmd = async (c) => {
-    if (c) client.stdin.write(c + "\n");
-    const { value } = await lines.next();
-    return JSON.parse(value);
-  };
+  const { client, cmd } = startClient(bin, server.address().port);
   const fail = [];
   try {
     await cmd(); // ready
