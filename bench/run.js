@@ -16,7 +16,8 @@ const crypto = require("node:crypto");
 const { codec } = require("./lib/tokens");
 const { LoadClient, compileClient } = require("./lib/loadclient");
 const { nchanConfig } = require("./lib/nchan");
-const { NICE, boost } = require("./lib/priority");
+const { NICE } = require("./lib/priority");
+const { CLK_TCK, track, stop, killAllNow, killChildrenOnExit, waitPort, processTree, rssKiB, cpuUs } = require("./lib/procs");
 
 const ROOT = path.resolve(__dirname, "..");
 const ALL_SERVERS = ["baseline", "ours", "ours-redis", "better-sse", "nchan"];
@@ -102,114 +103,11 @@ function parseArgs(argv) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const nowUs = () => Number(process.hrtime.bigint() / 1000n); // CLOCK_MONOTONIC, same clock as the C client
 const log = (...a) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"]).stdout?.toString().trim()) || 100;
-
-const children = new Set();
-function track(child) {
-  children.add(child);
-  boost(child);
-  child.on("exit", () => children.delete(child));
-  return child;
-}
-function killTree(child, sig) {
-  try {
-    process.kill(-child.pid, sig);
-  } catch {
-    try {
-      child.kill(sig);
-    } catch {
-      /* gone */
-    }
-  }
-}
-async function stop(child, graceMs = 3000) {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  killTree(child, "SIGTERM");
-  if (await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)])) return;
-  killTree(child, "SIGKILL");
-  await Promise.race([exited, sleep(2000)]);
-}
-function killAllNow() {
-  for (const c of children) killTree(c, "SIGKILL");
-}
-process.on("exit", killAllNow);
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
-  process.on(sig, () => {
-    log(`${sig}: killing servers and client`);
-    killAllNow();
-    process.exit(130);
-  });
-}
-
-async function waitPort(port, timeoutMs, child) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (child && child.exitCode !== null) throw new Error(`server exited with code ${child.exitCode} before listening`);
-    const ok = await new Promise((r) => {
-      const s = net.connect(port, "127.0.0.1");
-      s.once("connect", () => {
-        s.destroy();
-        r(true);
-      });
-      s.once("error", () => r(false));
-    });
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`nothing listening on port ${port} after ${timeoutMs} ms`);
-}
+killChildrenOnExit(log);
 
 function which(cmd) {
   const r = spawnSync("sh", ["-c", `command -v ${cmd}`]);
   return r.status === 0 ? r.stdout.toString().trim() : null;
-}
-
-/** The process and all its descendants. */
-function processTree(pid) {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    let tasks = [];
-    try {
-      tasks = fs.readdirSync(`/proc/${out[i]}/task`);
-    } catch {
-      continue;
-    }
-    for (const t of tasks) {
-      try {
-        for (const c of fs.readFileSync(`/proc/${out[i]}/task/${t}/children`, "utf8").trim().split(/\s+/))
-          if (c) out.push(Number(c));
-      } catch {
-        /* gone */
-      }
-    }
-  }
-  return out;
-}
-function rssKiB(pids) {
-  let sum = 0;
-  for (const p of pids) {
-    try {
-      const m = /VmRSS:\s+(\d+)\s+kB/.exec(fs.readFileSync(`/proc/${p}/status`, "utf8"));
-      if (m) sum += Number(m[1]);
-    } catch {
-      /* gone */
-    }
-  }
-  return sum;
-}
-function cpuUs(pids) {
-  let ticks = 0;
-  for (const p of pids) {
-    try {
-      const s = fs.readFileSync(`/proc/${p}/stat`, "utf8");
-      const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(f[11]) + Number(f[12]); // utime, stime
-    } catch {
-      /* gone */
-    }
-  }
-  return (ticks * 1e6) / CLK_TCK;
 }
 
 /** Busy and softirq time (µs) of each CPU from /proc/stat. */

@@ -60,11 +60,13 @@ const { parseArgs } = require("node:util");
 const { freePort } = require("./lib/ports");
 const { LoadClient, compileClient } = require("./lib/loadclient");
 const { nchanConfig, NCHAN_MODULE } = require("./lib/nchan");
-const { NICE, boost } = require("./lib/priority");
+const { NICE } = require("./lib/priority");
+const { track, killTree, stop, killAllNow, killChildrenOnExit, waitPort, processTree, rssKiB, cpuUs } = require("./lib/procs");
 
 const ROOT = path.join(__dirname, "..");
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.error(`[storm ${new Date().toISOString().slice(11, 19)}]`, ...a);
+killChildrenOnExit(log);
 // The open-file limit here is 20,000 (hard) and cannot be raised (no CAP_SYS_RESOURCE): a load client
 // process holds at most PER_CLIENT subscribers, and 100,000 need 6 server workers (WORKERS=6).
 const PER_CLIENT = 19_000;
@@ -168,54 +170,7 @@ function parseOptions(argv) {
 
 // ---------------------------------------------------------------- processes
 
-const children = new Set();
-function track(child) {
-  children.add(child);
-  boost(child);
-  child.on("exit", () => children.delete(child));
-  return child;
-}
-function killTree(child, sig) {
-  try {
-    process.kill(-child.pid, sig);
-  } catch {
-    try {
-      child.kill(sig);
-    } catch {
-      /* gone */
-    }
-  }
-}
-function killAllNow() {
-  for (const c of children) killTree(c, "SIGKILL");
-}
-process.on("exit", killAllNow);
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
-  process.on(sig, () => {
-    log(`${sig}: killing servers and client`);
-    killAllNow();
-    process.exit(130);
-  });
-}
 const exited = (child) => (child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once("exit", r)));
-
-async function waitPort(port, timeoutMs, child) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (child && (child.exitCode !== null || child.signalCode !== null)) throw new Error(`exited (${child.exitCode ?? child.signalCode}) before listening`);
-    const ok = await new Promise((r) => {
-      const s = net.connect(port, "127.0.0.1");
-      s.once("connect", () => {
-        s.destroy();
-        r(true);
-      });
-      s.once("error", () => r(false));
-    });
-    if (ok) return;
-    await sleep(20);
-  }
-  throw new Error(`nothing listening on port ${port} after ${timeoutMs} ms`);
-}
 
 /** Runs argv in its own session (process group), output to logFile. */
 function spawnLogged(argv, env, logFile) {
@@ -248,45 +203,8 @@ function listenDrops() {
   return { overflows: 0, drops: 0 };
 }
 
-function processTree(pid) {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    try {
-      for (const t of fs.readdirSync(`/proc/${out[i]}/task`))
-        for (const c of fs.readFileSync(`/proc/${out[i]}/task/${t}/children`, "utf8").trim().split(/\s+/)) if (c) out.push(Number(c));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
-/** utime + stime of the processes, in ms. */
-function cpuMs(pids) {
-  let ticks = 0;
-  for (const p of pids) {
-    try {
-      const st = fs.readFileSync(`/proc/${p}/stat`, "utf8");
-      const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(f[11]) + Number(f[12]);
-    } catch {
-      /* gone */
-    }
-  }
-  return (ticks * 1000) / CLK_TCK;
-}
-
-function rssMiB(pids) {
-  let kib = 0;
-  for (const p of pids) {
-    try {
-      kib += Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${p}/status`, "utf8"))[1]);
-    } catch {
-      /* gone */
-    }
-  }
-  return Math.round(kib / 1024);
-}
+const rssMiB = (pids) => Math.round(rssKiB(pids) / 1024);
+const cpuMs = (pids) => cpuUs(pids) / 1000;
 
 // ---------------------------------------------------------------- servers
 
@@ -313,7 +231,7 @@ async function startOurs(ctx, sc, port, redisUrl) {
     env.STORM_BACKLOG = String(ctx.o.backlog);
   }
   const child = spawnLogged([...pin, process.execPath, ...nodeArgs, path.join(ROOT, "dist", "cli.js")], env, path.join(ctx.work, "server.log"));
-  await waitPort(port, 60_000, child);
+  await waitPort(port, 60_000, child, 20);
   return child;
 }
 
@@ -324,7 +242,7 @@ async function startRedis(ctx) {
     process.env,
     path.join(ctx.work, "redis.log"),
   );
-  await waitPort(port, 10_000, child);
+  await waitPort(port, 10_000, child, 20);
   return { child, url: `redis://127.0.0.1:${port}` };
 }
 
@@ -335,17 +253,11 @@ async function startNchan(ctx, port) {
   // A buffer long enough for a few seconds of events, so a resume finds what it missed.
   fs.writeFileSync(conf, nchanConfig({ dir, port, bufferLength: Math.max(1000, ctx.o.rate * 20), messageTimeout: "120s" }));
   const child = spawnLogged(["taskset", "-c", "0", "nginx", "-p", dir, "-c", conf], process.env, path.join(ctx.work, "nchan.log"));
-  await waitPort(port, 20_000, child);
+  await waitPort(port, 20_000, child, 20);
   return child;
 }
 
-async function stopChild(child, graceMs = 10_000) {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  killTree(child, "SIGTERM");
-  if (await Promise.race([exited(child).then(() => true), sleep(graceMs).then(() => false)])) return;
-  killTree(child, "SIGKILL");
-  await Promise.race([exited(child), sleep(2000)]);
-}
+const stopChild = (child) => stop(child, 10_000);
 
 // ---------------------------------------------------------------- client processes
 
@@ -474,8 +386,14 @@ async function runScenario(ctx, name) {
     const tw = Date.now();
     await sleep(Math.max(500, o.warmupMs - 500));
     r.steadyServerCpuPercent = Math.round((100 * (cpuMs(serverPids()) - cpu0)) / (Date.now() - tw));
-    const warm = await stats(clients);
-    if (warm.min_seq < 0) throw new Error(`no event reached every subscriber in the ${o.warmupMs} ms warm-up (max seq ${warm.max_seq})`);
+    // Every subscriber has had an event (each topic gets one every topics/rate seconds).
+    const warmEnd = Date.now() + (2000 * o.topics) / o.rate + 5000;
+    let warm = await stats(clients);
+    while (warm.min_seq < 0 && Date.now() < warmEnd) {
+      await sleep(200);
+      warm = await stats(clients);
+    }
+    if (warm.min_seq < 0) throw new Error(`not every subscriber got an event in the warm-up (max seq ${warm.max_seq})`);
 
     // The storm.
     const drops0 = listenDrops();
