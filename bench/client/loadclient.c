@@ -134,6 +134,8 @@ static int nsubs, capsubs;
 static int rc_mode;                 /* 0: a closed subscriber is gone; 1: reconnect after retry:; 2: at once */
 static uint32_t rc_default_ms = 3000, rc_fail_ms = 100;
 static int rc_maxinflight;          /* 0: no limit (browsers have none) */
+static uint64_t rc_head_timeout_us; /* a connection without a response head after this long is closed (0: never) */
+static uint64_t st_head_timeouts, rc_next_scan_us;
 static storm **heap;                /* reconnects waiting, min-heap on rc_at */
 static int nheap;
 static uint64_t st_t0;              /* smark / scut */
@@ -830,7 +832,21 @@ static void storm_launch(storm *sm) {
   storm_attach(c, sm);
 }
 
+static void head_timeout_scan(void) {
+  if (!rc_head_timeout_us || now_us_cache < rc_next_scan_us) return;
+  rc_next_scan_us = now_us_cache + 1000000u;
+  for (int i = 0; i < nsubs; i++) {
+    conn *c = subs[i]->c;
+    if (c && c->st != S_BODY && now_us_cache - c->connect_start_us > rc_head_timeout_us) {
+      st_head_timeouts++;
+      if (cp_active && !c->sm_rc) cp_fail(c, "no response head in time");
+      else conn_free(c, 0);
+    }
+  }
+}
+
 static void rc_tick(void) {
+  head_timeout_scan();
   while (nheap > 0 && heap[0]->rc_at <= now_us_cache && (!rc_maxinflight || st_inflight < rc_maxinflight))
     storm_launch(heap_pop());
 }
@@ -1077,13 +1093,13 @@ static void storm_stat(void) {
   reply("\"cmd\":\"sstat\",\"subs\":%d,\"open\":%d,\"connecting\":%d,\"waiting\":%d,\"gone\":%d,\"back\":%d,\"caught\":%d,"
         "\"inflight\":%d,\"peak_inflight\":%d,\"attempts\":%llu,\"failed\":%llu,\"ended\":%llu,\"shed\":%llu,\"cut\":%llu,"
         "\"lost\":%llu,\"dups\":%llu,\"reorders\":%llu,\"resets\":%llu,\"reset_covered\":%llu,\"maybe_missing\":%llu,"
-        "\"subs_with_loss\":%d,\"max_lost\":%u,\"subs_with_dup_or_reorder\":%d,\"subs_with_reset\":%d,\"max_conns\":%u,\"behind\":%d,"
+        "\"subs_with_loss\":%d,\"max_lost\":%u,\"subs_with_dup_or_reorder\":%d,\"subs_with_reset\":%d,\"max_conns\":%u,\"behind\":%d,\"head_timeouts\":%llu,"
         "\"min_seq\":%lld,\"max_seq\":%lld,\"since_mark_ms\":%.1f",
         nsubs, open, connecting, waiting, gone, back, caught, st_inflight, st_peak_inflight, (unsigned long long)st_attempts,
         (unsigned long long)st_failed, (unsigned long long)st_ended, (unsigned long long)st_shed, (unsigned long long)st_cut, (unsigned long long)st_lost,
         (unsigned long long)st_dups, (unsigned long long)st_reorders, (unsigned long long)st_resets,
         (unsigned long long)st_reset_covered, (unsigned long long)st_maybe_missing, with_loss, maxlost, with_dup, with_reset,
-        maxconns, behind, (long long)minseq, (long long)maxseq, st_t0 ? (double)(now_us_cache - st_t0) / 1000.0 : 0.0);
+        maxconns, behind, (unsigned long long)st_head_timeouts, (long long)minseq, (long long)maxseq, st_t0 ? (double)(now_us_cache - st_t0) / 1000.0 : 0.0);
 }
 
 static void storm_mark(uint64_t t0) {
@@ -1388,6 +1404,7 @@ static void command(char *line) {
     if (atoi(c3) > 0) rc_default_ms = (uint32_t)atoi(c3);
     if (atoi(d) > 0) rc_fail_ms = (uint32_t)atoi(d);
     rc_maxinflight = atoi(e);
+    rc_head_timeout_us = 60000000u; /* a minute: longer than any SYN backoff we wait out in a storm */
     for (int i = 0; i < nsubs; i++) if (subs[i]->retry_ms == 0) subs[i]->retry_ms = rc_default_ms;
     reply("\"cmd\":\"sreconnect\",\"mode\":%d,\"default_ms\":%u,\"fail_ms\":%u,\"max_inflight\":%d", rc_mode, rc_default_ms,
           rc_fail_ms, rc_maxinflight);
