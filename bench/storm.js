@@ -98,6 +98,12 @@ const SCENARIOS = {
     event: "restart",
     env: { SSE_RETRY: "500", SSE_RETRY_JITTER: "1000", SSE_CONNECT_RATE: "2000" },
   },
+  "mem-restart-rate1000": {
+    label: "memory, restart, retry 500 + jitter 1000, connectRate 1000",
+    broker: "memory",
+    event: "restart",
+    env: { SSE_RETRY: "500", SSE_RETRY_JITTER: "1000", SSE_CONNECT_RATE: "1000" },
+  },
   "mem-restart-now": { label: "memory, restart, clients ignore retry: (at once)", broker: "memory", event: "restart", mode: "now" },
   "redis-restart": { label: "Redis, restart", broker: "redis", event: "restart" },
   "redis-cut": { label: "Redis, cut", broker: "redis", event: "cut" },
@@ -105,7 +111,7 @@ const SCENARIOS = {
 };
 const DEFAULT_SCENARIOS = ["mem-restart", "mem-cut", "redis-restart", "nchan-cut"];
 /** `--effects`: what jittered retry: and admission control (connectRate) change, on a restart. */
-const EFFECT_SCENARIOS = ["mem-restart", "mem-restart-jitter0", "mem-restart-fast", "mem-restart-wide", "mem-restart-fast-rate", "mem-restart-now"];
+const EFFECT_SCENARIOS = ["mem-restart", "mem-restart-jitter0", "mem-restart-fast", "mem-restart-wide", "mem-restart-fast-rate", "mem-restart-rate1000", "mem-restart-now"];
 
 function parseOptions(argv) {
   const { values } = parseArgs({
