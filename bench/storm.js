@@ -270,7 +270,8 @@ const stopChild = (child) => stop(child, 10_000);
 const nowUs = () => Number(process.hrtime.bigint() / 1000n); // CLOCK_MONOTONIC, the C client's clock
 
 const SUM = ["subs", "open", "connecting", "waiting", "gone", "back", "caught", "inflight", "peak_inflight", "attempts", "failed", "ended", "shed", "cut",
-  "lost", "dups", "reorders", "resets", "reset_covered", "maybe_missing", "subs_with_loss", "subs_with_dup_or_reorder", "subs_with_reset", "behind", "head_timeouts"];
+  "lost", "dups", "reorders", "resets", "reset_covered", "maybe_missing", "subs_with_loss", "subs_with_dup_or_reorder", "subs_with_reset", "behind", "head_timeouts",
+  "fail_closed", "fail_refused", "fail_connerr", "fail_status", "fail_local"];
 /** The storm counters of every client process, added up (peak_inflight: the sum of each process's peak). */
 async function stats(clients) {
   const all = await Promise.all(clients.map((c) => c.cmd("sstat", 30_000)));
@@ -280,6 +281,7 @@ async function stats(clients) {
   out.max_conns = Math.max(...all.map((s) => s.max_conns));
   out.max_seq = Math.max(...all.map((s) => s.max_seq));
   out.min_seq = Math.min(...all.map((s) => s.min_seq));
+  for (const k of ["last_bad_status", "last_connerr", "last_local_err"]) out[k] = all.map((s) => s[k]).find(Boolean) || "";
   return out;
 }
 
@@ -546,6 +548,12 @@ function report(o, info, results) {
         `publisher: ${p.acked} acknowledged, ${p.maybe} unanswered or non-2xx, ${p.refused} refused (sent again), ${p.skipped} ticks skipped, ${(p.acked / p.elapsed_s).toFixed(1)} events/s; ` +
         (r.initialConnect.headTimeouts ? `**${r.initialConnect.headTimeouts} initial connections got no response head within 60 s** (closed and reconnected); ` : "") +
         (r.final.head_timeouts ? `**${r.final.head_timeouts} connections got no response head within 60 s**; ` : "") +
+        (r.final.failed
+          ? `failed attempts: ${r.final.fail_refused} refused, ${r.final.fail_closed} closed or reset before the head, ${r.final.fail_status} non-200` +
+            (r.final.last_bad_status ? ` (e.g. ${r.final.last_bad_status})` : "") +
+            `, ${r.final.head_timeouts} no head in 60 s, ${r.final.fail_connerr} other connect errors${r.final.last_connerr ? ` (${r.final.last_connerr})` : ""}, ` +
+            `${r.final.fail_local} local (${r.final.last_local_err || "none"}); `
+          : "") +
         `max connections per subscriber ${r.final.max_conns}; gaps covered by sse:reset ${r.final.reset_covered}` +
         (r.unexpectedResets ? `; **${r.unexpectedResets} sse:reset where none was expected**` : "") +
         (r.problems.length ? `; **problems: ${r.problems.join("; ")}**` : ""),

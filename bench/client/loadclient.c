@@ -97,6 +97,7 @@ typedef struct conn {
   struct storm *sm;  /* storm mode: the subscriber's state across reconnects (NULL otherwise) */
   /* storm mode SSE field parser (per connection) */
   uint8_t sm_rc;     /* storm: a reconnection (not part of a `connect` command's counts) */
+  uint8_t fail;      /* storm: why an attempt failed before its head (FAIL_*), for the counters */
   uint8_t fst, fnlen, dfirst, evpos, evreset, skipsp, rvalid, idlen;
   char fname[8];
   uint32_t racc;
@@ -136,6 +137,10 @@ static uint32_t rc_default_ms = 3000, rc_fail_ms = 100;
 static int rc_maxinflight;          /* 0: no limit (browsers have none) */
 static uint64_t rc_head_timeout_us; /* a connection without a response head after this long is closed (0: never) */
 static uint64_t st_head_timeouts, rc_next_scan_us;
+/* why attempts failed before a response head */
+enum { FAIL_CLOSED = 0, FAIL_REFUSED, FAIL_CONNERR, FAIL_STATUS, FAIL_TIMEOUT, FAIL_LOCAL, FAIL_N };
+static uint64_t st_fail[FAIL_N];
+static int st_last_bad_status, st_last_connerr, st_last_local_err;
 static storm **heap;                /* reconnects waiting, min-heap on rc_at */
 static int nheap;
 static uint64_t st_t0;              /* smark / scut */
@@ -671,6 +676,8 @@ static void on_readable(conn *c) {
         if (status != 200) {
           char why[64];
           snprintf(why, sizeof why, "HTTP status %d", status);
+          c->fail = FAIL_STATUS;
+          st_last_bad_status = status;
           if (c->sm_rc) { conn_free(c, 0); return; }
           cp_fail(c, why);
           return;
@@ -718,6 +725,8 @@ static void on_writable(conn *c) {
     if (err) {
       if (c->kind == K_PUB) { fprintf(stderr, "publisher connect: %s\n", strerror(err)); conn_free(c, 0); return; }
       if (c->kind == K_SPUB) { spub_result(c, -2); return; }
+      c->fail = err == ECONNREFUSED ? FAIL_REFUSED : FAIL_CONNERR;
+      if (err != ECONNREFUSED) st_last_connerr = err;
       if (c->sm_rc) { conn_free(c, 0); return; }
       cp_fail(c, strerror(err));
       return;
@@ -806,7 +815,7 @@ static void storm_detach(conn *c, int by_peer) {
   c->sm = NULL;
   sm->c = NULL;
   int had_head = c->st == S_BODY;
-  if (!had_head) { st_inflight--; st_failed++; }
+  if (!had_head) { st_inflight--; st_failed++; st_fail[c->fail]++; }
   else if (by_peer) {
     st_ended++;
     if (!c->frames) st_shed++; /* 200, then the end before any event: shed (admission control) */
@@ -824,6 +833,8 @@ static void storm_launch(storm *sm) {
   if (!c) {
     st_attempts++;
     st_failed++;
+    st_fail[FAIL_LOCAL]++;
+    st_last_local_err = errno;
     sm->rc_at = now_us_cache + (uint64_t)(rc_mode == 1 ? sm->retry_ms : rc_fail_ms) * 1000u;
     heap_push(sm);
     return;
@@ -839,6 +850,7 @@ static void head_timeout_scan(void) {
     conn *c = subs[i]->c;
     if (c && c->st != S_BODY && now_us_cache - c->connect_start_us > rc_head_timeout_us) {
       st_head_timeouts++;
+      c->fail = FAIL_TIMEOUT;
       if (cp_active && !c->sm_rc) cp_fail(c, "no response head in time");
       else conn_free(c, 0);
     }
@@ -1093,13 +1105,15 @@ static void storm_stat(void) {
   reply("\"cmd\":\"sstat\",\"subs\":%d,\"open\":%d,\"connecting\":%d,\"waiting\":%d,\"gone\":%d,\"back\":%d,\"caught\":%d,"
         "\"inflight\":%d,\"peak_inflight\":%d,\"attempts\":%llu,\"failed\":%llu,\"ended\":%llu,\"shed\":%llu,\"cut\":%llu,"
         "\"lost\":%llu,\"dups\":%llu,\"reorders\":%llu,\"resets\":%llu,\"reset_covered\":%llu,\"maybe_missing\":%llu,"
-        "\"subs_with_loss\":%d,\"max_lost\":%u,\"subs_with_dup_or_reorder\":%d,\"subs_with_reset\":%d,\"max_conns\":%u,\"behind\":%d,\"head_timeouts\":%llu,"
+        "\"subs_with_loss\":%d,\"max_lost\":%u,\"subs_with_dup_or_reorder\":%d,\"subs_with_reset\":%d,\"max_conns\":%u,\"behind\":%d,\"head_timeouts\":%llu,\"fail_closed\":%llu,\"fail_refused\":%llu,\"fail_connerr\":%llu,\"fail_status\":%llu,\"fail_local\":%llu,\"last_bad_status\":%d,\"last_connerr\":\"%s\",\"last_local_err\":\"%s\","
         "\"min_seq\":%lld,\"max_seq\":%lld,\"since_mark_ms\":%.1f",
         nsubs, open, connecting, waiting, gone, back, caught, st_inflight, st_peak_inflight, (unsigned long long)st_attempts,
         (unsigned long long)st_failed, (unsigned long long)st_ended, (unsigned long long)st_shed, (unsigned long long)st_cut, (unsigned long long)st_lost,
         (unsigned long long)st_dups, (unsigned long long)st_reorders, (unsigned long long)st_resets,
         (unsigned long long)st_reset_covered, (unsigned long long)st_maybe_missing, with_loss, maxlost, with_dup, with_reset,
-        maxconns, behind, (unsigned long long)st_head_timeouts, (long long)minseq, (long long)maxseq, st_t0 ? (double)(now_us_cache - st_t0) / 1000.0 : 0.0);
+        maxconns, behind, (unsigned long long)st_head_timeouts, (unsigned long long)st_fail[FAIL_CLOSED], (unsigned long long)st_fail[FAIL_REFUSED],
+        (unsigned long long)st_fail[FAIL_CONNERR], (unsigned long long)st_fail[FAIL_STATUS], (unsigned long long)st_fail[FAIL_LOCAL], st_last_bad_status,
+        st_last_connerr ? strerror(st_last_connerr) : "", st_last_local_err ? strerror(st_last_local_err) : "", (long long)minseq, (long long)maxseq, st_t0 ? (double)(now_us_cache - st_t0) / 1000.0 : 0.0);
 }
 
 static void storm_mark(uint64_t t0) {
@@ -1108,6 +1122,7 @@ static void storm_mark(uint64_t t0) {
   st_caught = 0;
   st_peak_inflight = st_inflight;
   st_attempts = st_failed = st_ended = st_shed = st_cut = 0;
+  memset(st_fail, 0, sizeof st_fail);
 }
 
 /*
