@@ -271,7 +271,7 @@ const nowUs = () => Number(process.hrtime.bigint() / 1000n); // CLOCK_MONOTONIC,
 
 const SUM = ["subs", "open", "connecting", "waiting", "gone", "back", "caught", "inflight", "peak_inflight", "attempts", "failed", "ended", "shed", "cut",
   "lost", "dups", "reorders", "resets", "reset_covered", "maybe_missing", "subs_with_loss", "subs_with_dup_or_reorder", "subs_with_reset", "behind", "head_timeouts",
-  "fail_closed", "fail_refused", "fail_connerr", "fail_status", "fail_local"];
+  "fail_closed", "fail_reset", "fail_refused", "fail_connerr", "fail_status", "fail_local"];
 /** The storm counters of every client process, added up (peak_inflight: the sum of each process's peak). */
 async function stats(clients) {
   const all = await Promise.all(clients.map((c) => c.cmd("sstat", 30_000)));
@@ -549,7 +549,7 @@ function report(o, info, results) {
         (r.initialConnect.headTimeouts ? `**${r.initialConnect.headTimeouts} initial connections got no response head within 60 s** (closed and reconnected); ` : "") +
         (r.final.head_timeouts ? `**${r.final.head_timeouts} connections got no response head within 60 s**; ` : "") +
         (r.final.failed
-          ? `failed attempts: ${r.final.fail_refused} refused, ${r.final.fail_closed} closed or reset before the head, ${r.final.fail_status} non-200` +
+          ? `failed attempts: ${r.final.fail_refused} refused, ${r.final.fail_closed} closed (FIN) and ${r.final.fail_reset} reset (RST) before the head, ${r.final.fail_status} non-200` +
             (r.final.last_bad_status ? ` (e.g. ${r.final.last_bad_status})` : "") +
             `, ${r.final.head_timeouts} no head in 60 s, ${r.final.fail_connerr} other connect errors${r.final.last_connerr ? ` (${r.final.last_connerr})` : ""}, ` +
             `${r.final.fail_local} local (${r.final.last_local_err || "none"}); `

@@ -138,7 +138,7 @@ static int rc_maxinflight;          /* 0: no limit (browsers have none) */
 static uint64_t rc_head_timeout_us; /* a connection without a response head after this long is closed (0: never) */
 static uint64_t st_head_timeouts, rc_next_scan_us;
 /* why attempts failed before a response head */
-enum { FAIL_CLOSED = 0, FAIL_REFUSED, FAIL_CONNERR, FAIL_STATUS, FAIL_TIMEOUT, FAIL_LOCAL, FAIL_N };
+enum { FAIL_CLOSED = 0, FAIL_REFUSED, FAIL_CONNERR, FAIL_STATUS, FAIL_TIMEOUT, FAIL_LOCAL, FAIL_RESET, FAIL_N };
 static uint64_t st_fail[FAIL_N];
 static int st_last_bad_status, st_last_connerr, st_last_local_err;
 static storm **heap;                /* reconnects waiting, min-heap on rc_at */
@@ -624,6 +624,7 @@ static void on_readable(conn *c) {
         }
         return;
       }
+      if (c->st != S_BODY) c->fail = r == 0 ? FAIL_CLOSED : FAIL_RESET; /* FIN or RST before the head */
       if (c->st != S_BODY && cp_active && !c->sm_rc) { cp_fail(c, r == 0 ? "closed before response head" : strerror(errno)); return; }
       conn_free(c, 1);
       return;
@@ -1105,13 +1106,13 @@ static void storm_stat(void) {
   reply("\"cmd\":\"sstat\",\"subs\":%d,\"open\":%d,\"connecting\":%d,\"waiting\":%d,\"gone\":%d,\"back\":%d,\"caught\":%d,"
         "\"inflight\":%d,\"peak_inflight\":%d,\"attempts\":%llu,\"failed\":%llu,\"ended\":%llu,\"shed\":%llu,\"cut\":%llu,"
         "\"lost\":%llu,\"dups\":%llu,\"reorders\":%llu,\"resets\":%llu,\"reset_covered\":%llu,\"maybe_missing\":%llu,"
-        "\"subs_with_loss\":%d,\"max_lost\":%u,\"subs_with_dup_or_reorder\":%d,\"subs_with_reset\":%d,\"max_conns\":%u,\"behind\":%d,\"head_timeouts\":%llu,\"fail_closed\":%llu,\"fail_refused\":%llu,\"fail_connerr\":%llu,\"fail_status\":%llu,\"fail_local\":%llu,\"last_bad_status\":%d,\"last_connerr\":\"%s\",\"last_local_err\":\"%s\","
+        "\"subs_with_loss\":%d,\"max_lost\":%u,\"subs_with_dup_or_reorder\":%d,\"subs_with_reset\":%d,\"max_conns\":%u,\"behind\":%d,\"head_timeouts\":%llu,\"fail_closed\":%llu,\"fail_reset\":%llu,\"fail_refused\":%llu,\"fail_connerr\":%llu,\"fail_status\":%llu,\"fail_local\":%llu,\"last_bad_status\":%d,\"last_connerr\":\"%s\",\"last_local_err\":\"%s\","
         "\"min_seq\":%lld,\"max_seq\":%lld,\"since_mark_ms\":%.1f",
         nsubs, open, connecting, waiting, gone, back, caught, st_inflight, st_peak_inflight, (unsigned long long)st_attempts,
         (unsigned long long)st_failed, (unsigned long long)st_ended, (unsigned long long)st_shed, (unsigned long long)st_cut, (unsigned long long)st_lost,
         (unsigned long long)st_dups, (unsigned long long)st_reorders, (unsigned long long)st_resets,
         (unsigned long long)st_reset_covered, (unsigned long long)st_maybe_missing, with_loss, maxlost, with_dup, with_reset,
-        maxconns, behind, (unsigned long long)st_head_timeouts, (unsigned long long)st_fail[FAIL_CLOSED], (unsigned long long)st_fail[FAIL_REFUSED],
+        maxconns, behind, (unsigned long long)st_head_timeouts, (unsigned long long)st_fail[FAIL_CLOSED], (unsigned long long)st_fail[FAIL_RESET], (unsigned long long)st_fail[FAIL_REFUSED],
         (unsigned long long)st_fail[FAIL_CONNERR], (unsigned long long)st_fail[FAIL_STATUS], (unsigned long long)st_fail[FAIL_LOCAL], st_last_bad_status,
         st_last_connerr ? strerror(st_last_connerr) : "", st_last_local_err ? strerror(st_last_local_err) : "", (long long)minseq, (long long)maxseq, st_t0 ? (double)(now_us_cache - st_t0) / 1000.0 : 0.0);
 }
