@@ -361,6 +361,10 @@ export class RedisBroker implements Broker, BrokerHealth, BrokerInterest, Presen
     };
     reader.on("ready", onReady);
     cmd.on("ready", onReady);
+    // Readers end an outage once they caught up; with partitions none may be reading.
+    cmd.on("ready", () => {
+      if (!this.parts.some((part) => part.reader !== undefined)) outage.recovered();
+    });
     cmd.on("close", () => {
       for (const part of this.parts) part.publisher.connectionLost();
     });
