@@ -296,16 +296,14 @@ export class Hub {
         return;
       }
     }
-    const hello = this.hello();
-    sink.write(sub.gzip === undefined ? hello : sub.gzip.own(hello));
-    sink.flush?.();
+    this.writeHello(sub);
     if (expiresAt !== undefined) this.scheduleExpiry(sub, expiresAt);
     if (lastEventId !== undefined) {
       // Registered above before asking the broker, so every event that is not
       // in the replay arrives live; live ones are held until the replay is out.
       const resume = new Resume(lastEventId, topics);
       sub.resume = resume;
-      this.started.then(() => this.nextPage(sub, resume, true), () => this.nextPage(sub, resume, true));
+      this.startReplay(sub, resume);
     }
     this.options.observer?.subscribed(sink, topics);
   }
@@ -313,11 +311,21 @@ export class Hub {
   /** The broker delivers every topic of a subscriber that waited for it: its first heartbeat, then its replay or the live events held meanwhile. */
   private activate(sub: Subscriber, resume: Resume, resuming: boolean): void {
     if (sub.closed || sub.resume !== resume) return;
+    this.writeHello(sub);
+    if (resuming) this.startReplay(sub, resume);
+    else this.endPaging(sub, resume);
+  }
+
+  /** The first bytes of a stream (see {@link hello}), written at once. */
+  private writeHello(sub: Subscriber): void {
     const hello = this.hello();
     sub.sink.write(sub.gzip === undefined ? hello : sub.gzip.own(hello));
     sub.sink.flush?.();
-    if (resuming) this.started.then(() => this.nextPage(sub, resume, true), () => this.nextPage(sub, resume, true));
-    else this.endPaging(sub, resume);
+  }
+
+  /** Starts a resume's replay once the broker started (or failed to: the replay then tells). */
+  private startReplay(sub: Subscriber, resume: Resume): void {
+    this.started.then(() => this.nextPage(sub, resume, true), () => this.nextPage(sub, resume, true));
   }
 
   /** Subscribers of `topic` on this hub (presence). */
