@@ -100,6 +100,18 @@ test("sse-hub/core (CJS and ESM) loads neither the main entry nor Express, and i
   expect(esm).toBe("function /events /submit /presence /ping false");
 });
 
+test("the main entry loads no Express (an optional peer dependency): its router is a plain (req, res, next) middleware", () => {
+  const out = node([
+    "-e",
+    `const m = require("sse-hub");
+     const router = m.createSseRouter({ secret: "00".repeat(32) });
+     const express = Object.keys(require.cache).some((f) => f.includes("/node_modules/express/"));
+     console.log([express, typeof router, router.length, typeof router.publish].join(","));
+     router.close();`,
+  ]);
+  expect(out).toBe("false,function,3,function");
+});
+
 test("sse-hub/fastify loads neither Express, the main entry nor Fastify itself, and registers in a Fastify app (CJS and ESM)", () => {
   const cjs = node([
     "-e",
