@@ -32,8 +32,8 @@ import { RESPONSE_ERROR_CODE, SseError } from "./errors";
 import { createConsoleLogger, type Logger } from "./logger";
 import { DEFAULTS } from "./options";
 import { parseSecret } from "./validate";
-import type { Broker } from "./broker";
-import type * as RedisModule from "./redis";
+import type { Broker } from "./brokers/broker";
+import type * as RedisModule from "./brokers/redis";
 import { createSseHub, type SseHub } from "./core/sse-hub";
 import { refusePipelined, type NodeRequest, type NodeResponse } from "./core/http";
 
@@ -212,7 +212,7 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
   let routerOptions = config.router;
   if (config.redisUrl !== undefined) {
     // Loaded only when asked for, so ioredis stays optional.
-    const { createRedisBroker } = require("./redis") as typeof RedisModule;
+    const { createRedisBroker } = require("./brokers/redis") as typeof RedisModule;
     // History and idempotency belong to the broker: with Redis they go to it, not to the router.
     const { historyBytes, historyAge, idempotencyWindow, ...rest } = config.router;
     if (historyBytes !== undefined) logger.warn("SSE_HISTORY_BYTES applies to the in-memory broker only; with Redis, history is bounded by entries and SSE_HISTORY_AGE");

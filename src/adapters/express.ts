@@ -9,7 +9,7 @@
  * `@types/express` (or on node:http, Connect) gets the same strict types,
  * and with them it is a handler `app.use` takes.
  */
-import type { PublishOptions } from "../broker";
+import type { PublishOptions } from "../brokers/broker";
 import type { SseError } from "../errors";
 import type { SseRouterOptions } from "../options";
 import type { PublishEventInput } from "../tokens";

@@ -4,17 +4,18 @@
  * and HTTP/2 compatibility API). Adapters (Express, Fastify, the standalone
  * server) only register these handlers; no framework is imported here.
  */
-import { ServerResponse, type IncomingMessage } from "node:http";
-import { readBody } from "../body";
-import { acceptsGzip } from "../accept-encoding";
-import { Admission, type ShedReason } from "../admission";
-import { MemoryBroker, hasBrokerHealth, type Broker, type BrokerState, type PublishOptions } from "../broker";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { readBody } from "./body";
+import { acceptsGzip } from "./accept-encoding";
+import { Admission, type ShedReason } from "./admission";
+import { MemoryBroker, hasBrokerHealth, type Broker, type BrokerState, type PublishOptions } from "../brokers/broker";
 import { SseError, isSseError } from "../errors";
-import { frameRetry } from "../frame";
-import { Hub, type DirectSocket } from "../hub";
+import { frameRetry } from "../framing/frame";
+import { Hub } from "./hub";
+import { connectionFor } from "../transport";
 import { resolveOptions, type ResolvedOptions, type SseHubOptions } from "../options";
-import { Presence } from "../presence";
-import { HOOK_TIMEOUT, Sessions, runSubscribeHook, type SubscribeInfo } from "../sessions";
+import { Presence } from "./presence";
+import { HOOK_TIMEOUT, Sessions, runSubscribeHook, type SubscribeInfo } from "./sessions";
 import {
   createTokenOpener,
   parseIdempotencyKey,
@@ -24,7 +25,7 @@ import {
   parseSubscribeToken,
   type PublishEventInput,
 } from "../tokens";
-import { Webhook } from "../webhook";
+import { Webhook } from "./webhook";
 import {
   acceptsEventStream,
   appendVary,
@@ -255,7 +256,7 @@ export function createSseHub(options: SseHubOptions): SseHub {
     // The hub removes the subscriber on the response's `close`, which Node
     // emits when this socket closes: the response is the socket's current one.
     sessions.starting(res, info, wantsPresence);
-    hub.subscribe(res, topics, lastEventId, directSocket(res), expiresAt, gzip);
+    hub.subscribe(res, topics, lastEventId, connectionFor(res), expiresAt, gzip);
     // Per-request state of a routing layer (Express: the `next` closure chain
     // and the parsed URL, ~2 KB per subscriber) would stay reachable from the
     // request for the whole life of the stream; nothing runs after this handler.
@@ -415,22 +416,6 @@ export function createSseHub(options: SseHubOptions): SseHub {
 function normalizePath(path: string): string {
   const trimmed = path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
   return trimmed.toLowerCase();
-}
-
-/**
- * The socket under a plain HTTP/1.x response, for the hub's fast path. Only
- * when nothing wraps `res.write` (compression or similar middleware must see
- * every byte, so then the hub writes through `res` as usual). Never for
- * HTTP/2: an `Http2ServerResponse` is no `ServerResponse`, and its `socket`
- * is the session's, shared by every stream and framed by nghttp2, so the hub
- * writes through `res.write` into the h2 stream (whose `writableLength`
- * bounds a slow client).
- */
-function directSocket(res: ServerResponse): DirectSocket | undefined {
-  const socket = res.socket;
-  const plain = res instanceof ServerResponse && res.write === ServerResponse.prototype.write && res.end === ServerResponse.prototype.end;
-  if (socket === null || !plain || socket.destroyed) return undefined;
-  return { socket, chunked: (res as ServerResponse & { chunkedEncoding?: boolean }).chunkedEncoding === true };
 }
 
 /**
