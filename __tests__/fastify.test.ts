@@ -11,7 +11,7 @@ import { Writable } from "node:stream";
 import { EventSource } from "eventsource";
 import Fastify, { type FastifyInstance } from "fastify";
 import { sseHubPlugin, type SseHubPluginOptions } from "../src/adapters/fastify";
-import { createSseHub, type SseHub, type SseHubOptions } from "../src/core";
+import { MemoryBroker, SILENT_LOGGER, createSseHub, type BrokerSink, type SseHub, type SseHubOptions } from "../src/core";
 import { submitToken, subscribeToken } from "../src/tokens";
 import { RawStream, SECRET, parseEvents, startServer, type TestServer } from "./helpers/sse";
 
@@ -252,6 +252,21 @@ test("{ hub }: an existing hub served at the root (no prefix), started on ready 
   await own.app.close();
   await s.closed();
   expect(hub.closed).toBe(true);
+});
+
+/** A real broker (the in-memory one) whose start fails, as one that cannot reach its backend would. */
+class UnstartableBroker extends MemoryBroker {
+  override async start(_sink: BrokerSink): Promise<void> {
+    throw new Error("backend refused the connection");
+  }
+}
+
+test("a broker that cannot start fails app.ready() with broker_failed, and the app still closes", async () => {
+  const app = Fastify();
+  await app.register(sseHubPlugin, { secret: SECRET, broker: new UnstartableBroker(), logger: SILENT_LOGGER });
+  await expect(app.ready()).rejects.toMatchObject({ code: "broker_failed" });
+  await app.close();
+  expect(app.sseHub.closed).toBe(true);
 });
 
 test("invalid options fail the registration with invalid_option", async () => {
