@@ -6,6 +6,7 @@
  * routes beside the hub's, the app's logger, and `fastify.close()` ending
  * the streams the way EventSource reconnects from.
  */
+import http2 from "node:http2";
 import net from "node:net";
 import { Writable } from "node:stream";
 import { EventSource } from "eventsource";
@@ -252,6 +253,40 @@ test("{ hub }: an existing hub served at the root (no prefix), started on ready 
   await own.app.close();
   await s.closed();
   expect(hub.closed).toBe(true);
+});
+
+test("Fastify over HTTP/2 (h2c): a stream and POST /submit on one session, no connection-specific headers", async () => {
+  const app = Fastify({ http2: true });
+  await app.register(sseHubPlugin, { prefix: PREFIX, secret: SECRET, retry: 0 });
+  await app.listen({ port: 0, host: "127.0.0.1" });
+  const session = http2.connect(`http://127.0.0.1:${(app.server.address() as net.AddressInfo).port}`);
+  try {
+    const stream = session.request({ ":path": `${PREFIX}/events?token=${subscribeToken(SECRET, ["h2"])}` });
+    const headers = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once("response", resolve));
+    let text = "";
+    const waiters: Array<() => void> = [];
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk: string) => {
+      text += chunk;
+      for (const w of waiters.splice(0)) w();
+    });
+    const until = async (predicate: () => boolean) => {
+      while (!predicate()) await new Promise<void>((resolve) => waiters.push(resolve));
+    };
+    await until(() => text === ":\n\n");
+    expect([headers[":status"], headers["content-type"], headers["connection"], headers["transfer-encoding"]]).toEqual([200, "text/event-stream", undefined, undefined]);
+    const submit = session.request({ ":method": "POST", ":path": `${PREFIX}/submit` });
+    submit.end(submitToken(SECRET, [{ topic: "h2", event: "e", data: "over h2" }]));
+    const submitted = await new Promise<http2.IncomingHttpHeaders>((resolve) => submit.once("response", resolve));
+    submit.resume();
+    expect(submitted[":status"]).toBe(200);
+    await until(() => parseEvents(text).length === 1);
+    expect(parseEvents(text)[0]).toMatchObject({ event: "e", data: "over h2" });
+    stream.close();
+  } finally {
+    session.close();
+    await app.close();
+  }
 });
 
 /** A real broker (the in-memory one) whose start fails, as one that cannot reach its backend would. */
