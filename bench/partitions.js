@@ -54,6 +54,8 @@ const DIST = path.join(ROOT, "dist");
 const RESULTS = path.join(__dirname, "results");
 const SECRET = "5b1c0e7f3a9d2e4c6b8a0f1e3d5c7b9a2f4e6d8c0b1a3f5e7d9c2b4a6f8e0d1c";
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** The quiet stretch before publishing over which idle CPU is measured. */
+const IDLE_MS = 2000;
 
 const { values: flags } = parseArgs({
   options: {
@@ -204,6 +206,9 @@ function bytesSince(before, after, pid) {
   return sum;
 }
 
+/** CPU time (user + system) of an instance between two of its stats, in ms. */
+const cpuMs = (before, after) => (after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system) / 1000;
+
 /** INFO fields of a Redis node as numbers. */
 async function redisInfo(client) {
   const text = (await client.info("cpu")) + (await client.info("stats"));
@@ -330,6 +335,11 @@ async function run(spec, pop, lib) {
     await Promise.all(conns.map((c) => publisher.publish([{ topic: c.topics[0], event: "mark", data: "mark" }])));
     await waitUntil(() => conns.every((c) => c.marks >= 1), 30_000, "a readiness mark on every connection");
 
+    // Idle CPU (timers, heartbeats) over a quiet stretch, to tell it from the cost of reading.
+    const idleFrom = await Promise.all(instances.map((i) => i.stats()));
+    const idleStart = performance.now();
+    await sleep(IDLE_MS);
+    const idleSeconds = (performance.now() - idleStart) / 1000;
     const before = {
       stats: await Promise.all(instances.map((i) => i.stats())),
       bytes: redisBytesByPid(redis.port),
@@ -386,7 +396,8 @@ async function run(spec, pop, lib) {
         eventsRead: a.router.eventsPublished - b.router.eventsPublished,
         eventsDelivered: a.router.eventsDelivered - b.router.eventsDelivered,
         bytesFromRedis: bytesSince(before.bytes, after.bytes, inst.pid),
-        cpuMs: (a.cpu.user + a.cpu.system - b.cpu.user - b.cpu.system) / 1000,
+        cpuMs: cpuMs(b, a),
+        idleCpuMsPerSecond: cpuMs(idleFrom[i], b) / idleSeconds,
         expected,
         received,
         lost: Math.max(0, expected - received),
@@ -434,7 +445,7 @@ function markdown(meta, results) {
     `- \`node bench/partitions.js ${meta.argv}\`: ${fmt(TOPICS)} per-user topics, ${(ONLINE * 100).toFixed(0)}% online (one subscriber each, ${PER_CONN} topics per SSE connection), ${INSTANCES} instances, ${fmt(RATE)} events/s of ~${PAYLOAD} bytes to uniformly random topics for ${SECONDS} s`,
     "- Per instance, mean over the instances (min–max in the JSON): events read from Redis, events delivered to its subscribers, bytes received from Redis (kernel TCP counters of its connections), CPU of the process.",
     "",
-    "| run | published ev/s | partitions read per instance | read ev/s per instance | delivered ev/s per instance | read ÷ delivered | KiB/s from Redis per instance | bytes read per delivered event | instance CPU ms/s | CPU µs per read event | Redis CPU ms/s | Redis out KiB/s | lost / extra |",
+    "| run | published ev/s | partitions read per instance | read ev/s per instance | delivered ev/s per instance | read ÷ delivered | KiB/s from Redis per instance | bytes read per delivered event | instance CPU ms/s | CPU µs per read event (above idle) | Redis CPU ms/s | Redis out KiB/s | lost / extra |",
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
   ];
   for (const r of results) {
@@ -448,9 +459,10 @@ function markdown(meta, results) {
     const delivered = sum(r.instances, (i) => i.eventsDelivered);
     const bytes = sum(r.instances, (i) => i.bytesFromRedis);
     const cpu = sum(r.instances, (i) => i.cpuMs);
+    const idle = sum(r.instances, (i) => i.idleCpuMsPerSecond) * w;
     const parts = r.instances[0].partitionsRead === null ? "1 (one stream)" : `${fmt(sum(r.instances, (i) => i.partitionsRead) / n, 1)} of ${r.partitions}`;
     lines.push(
-      `| ${r.label} | ${fmt(r.publishedPerSecond)} | ${parts} | ${fmt(read / n / w)} | ${fmt(delivered / n / w)} | ${fmt(read / delivered, 1)} | ${fmt(bytes / n / w / 1024, 1)} | ${fmt(bytes / delivered)} | ${fmt(cpu / n / w, 1)} | ${fmt((cpu * 1000) / read, 1)} | ${fmt(r.redis.cpuMs / w, 1)} | ${fmt(r.redis.netOut / w / 1024, 1)} | ${sum(r.instances, (i) => i.lost)} / ${sum(r.instances, (i) => i.extra)} |`,
+      `| ${r.label} | ${fmt(r.publishedPerSecond)} | ${parts} | ${fmt(read / n / w)} | ${fmt(delivered / n / w)} | ${fmt(read / delivered, 1)} | ${fmt(bytes / n / w / 1024, 1)} | ${fmt(bytes / delivered)} | ${fmt(cpu / n / w, 1)} (idle ${fmt(idle / n / w, 1)}) | ${fmt(((cpu - idle) * 1000) / read, 1)} | ${fmt(r.redis.cpuMs / w, 1)} | ${fmt(r.redis.netOut / w / 1024, 1)} | ${sum(r.instances, (i) => i.lost)} / ${sum(r.instances, (i) => i.extra)} |`,
     );
   }
   lines.push(
