@@ -10,7 +10,7 @@
  * closures: one heartbeat timer per hub, one shared `close` listener, and
  * one expiry timer walking coarse buckets (./expiry.ts) for token expiry.
  */
-import type { Broker, BrokerSink, FramedEvent, PublishOptions, ReplayResult, ResetReason } from "./broker";
+import { hasBrokerInterest, type Broker, type BrokerInterest, type BrokerSink, type FramedEvent, type PublishOptions, type ReplayResult, type ResetReason } from "./broker";
 import { SseError, isSseError } from "./errors";
 import { ExpiryBuckets } from "./expiry";
 import { HEARTBEAT, frameEvent, frameRetry, httpChunk } from "./frame";
@@ -179,6 +179,8 @@ type SinkWithSubscriber = Sink & { [kSubscriber]?: Subscriber };
 
 export class Hub {
   private readonly broker: Broker;
+  /** The broker, if it reads only the topics in use (told as topics come and go). */
+  private readonly interest: BrokerInterest | undefined;
   private readonly options: HubOptions;
   private readonly byTopic = new Map<string, Set<Subscriber>>();
   private readonly all = new Set<Subscriber>();
@@ -207,6 +209,7 @@ export class Hub {
   constructor(options: HubOptions) {
     this.options = options;
     this.broker = options.broker;
+    this.interest = hasBrokerInterest(options.broker) ? options.broker : undefined;
     // The sink is the fan-out function itself (no wrapper on the hot path), with the reset notice attached.
     const sink: BrokerSink = Object.assign(this.onEvents, { reset: this.onReset });
     this.started = this.broker.start(sink);
@@ -268,10 +271,30 @@ export class Hub {
     // `on`, not `once`: close fires once anyway, and `once` allocates a wrapper per subscriber.
     sink.on("close", onSinkClose);
     this.all.add(sub);
+    let added: string[] | undefined;
     for (const topic of topics) {
       let set = this.byTopic.get(topic);
-      if (set === undefined) this.byTopic.set(topic, (set = new Set()));
+      if (set === undefined) {
+        this.byTopic.set(topic, (set = new Set()));
+        (added ??= []).push(topic);
+      }
       set.add(sub);
+    }
+    if (this.interest !== undefined) {
+      if (added !== undefined) this.interest.interest(added, []);
+      const delivering = this.interest.delivering(topics);
+      if (delivering !== undefined) {
+        // Not yet read by the broker (a partition starting): hold live events
+        // as a resume does, and say "subscribed" (the first heartbeat) once
+        // every event published from then on reaches this subscriber.
+        const resume = new Resume(lastEventId ?? "", topics);
+        sub.resume = resume;
+        const go = () => this.activate(sub, resume, lastEventId !== undefined);
+        delivering.then(go, go);
+        if (expiresAt !== undefined) this.scheduleExpiry(sub, expiresAt);
+        this.options.observer?.subscribed(sink, topics);
+        return;
+      }
     }
     const hello = this.hello();
     sink.write(sub.gzip === undefined ? hello : sub.gzip.own(hello));
@@ -285,6 +308,16 @@ export class Hub {
       this.started.then(() => this.nextPage(sub, resume, true), () => this.nextPage(sub, resume, true));
     }
     this.options.observer?.subscribed(sink, topics);
+  }
+
+  /** The broker delivers every topic of a subscriber that waited for it: its first heartbeat, then its replay or the live events held meanwhile. */
+  private activate(sub: Subscriber, resume: Resume, resuming: boolean): void {
+    if (sub.closed || sub.resume !== resume) return;
+    const hello = this.hello();
+    sub.sink.write(sub.gzip === undefined ? hello : sub.gzip.own(hello));
+    sub.sink.flush?.();
+    if (resuming) this.started.then(() => this.nextPage(sub, resume, true), () => this.nextPage(sub, resume, true));
+    else this.endPaging(sub, resume);
   }
 
   /** Subscribers of `topic` on this hub (presence). */
@@ -349,10 +382,11 @@ export class Hub {
    * instead: its replay may stop before the skipped stretch, and it resumes
    * with its own Last-Event-ID at once (the broker answers exactly for it).
    */
-  private readonly onReset = (reason: ResetReason, headId: string | undefined): void => {
+  private readonly onReset = (reason: ResetReason, headId: string | undefined, topics?: (topic: string) => boolean): void => {
     this.counters.brokerResets++;
     const frame = resetFrame(reason, headId);
     for (const sub of [...this.all]) {
+      if (topics !== undefined && !sub.topics.some(topics)) continue;
       if (sub.resume !== null && sub.resume.held !== null) this.remove(sub, "broker");
       else this.enqueue(sub, frame, 0);
     }
@@ -677,12 +711,17 @@ export class Hub {
     sub.pending = null;
     sub.resume = null;
     this.all.delete(sub);
+    let removed: string[] | undefined;
     for (const topic of sub.topics) {
       const set = this.byTopic.get(topic);
       if (set === undefined) continue;
       set.delete(sub);
-      if (set.size === 0) this.byTopic.delete(topic);
+      if (set.size === 0) {
+        this.byTopic.delete(topic);
+        if (this.interest !== undefined) (removed ??= []).push(topic);
+      }
     }
+    if (removed !== undefined) this.interest!.interest([], removed);
     if (sub.expiresAt !== 0) this.expiry.delete(sub, sub.expiryKey);
     this.counters.disconnects[reason]++;
     const set = sub.gzipSet;

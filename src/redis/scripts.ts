@@ -2,8 +2,8 @@
  * The two Lua scripts of the broker, and typed calls to them. Each runs
  * atomically in Redis: no other client's command runs between its steps.
  */
-import type Redis from "ioredis";
 import type { EventInput } from "../types";
+import type { Connection } from "./connection";
 import { ZERO, formatStreamId, newEpoch, parseEpochValue, parseStreamId, type StreamId } from "./ids";
 
 /**
@@ -96,6 +96,13 @@ redis.call("PUBLISH", ARGV[3], cmsgpack.pack(out))
 return n
 `;
 
+/**
+ * The same script pushing with SPUBLISH (sharded pub/sub, Redis 7) for a
+ * Redis Cluster: the channel carries the partition's hash tag, so it is in
+ * the slot of the script's keys and only that shard's subscribers get it.
+ */
+const SPUBLISH_SCRIPT = PUBLISH_SCRIPT.replace('redis.call("PUBLISH"', 'redis.call("SPUBLISH"');
+
 /** The stream's keys: the stream itself and its epoch (`<key>:epoch`). */
 export interface StreamKeys {
   readonly key: string;
@@ -126,7 +133,7 @@ export interface SyncResult {
  * Runs {@link SYNC_SCRIPT} on `conn`. With `known`, renews the epoch if the
  * stream is behind it; without, only creates a missing epoch.
  */
-export async function syncEpoch(conn: Redis, keys: StreamKeys, known: KnownPosition | undefined): Promise<SyncResult> {
+export async function syncEpoch(conn: Connection, keys: StreamKeys, known: KnownPosition | undefined): Promise<SyncResult> {
   const reply = (await conn.eval(
     SYNC_SCRIPT,
     2,
@@ -147,6 +154,8 @@ export interface PublishBatch {
   /** MINID for the age bound (`""` for none). */
   readonly minId: string;
   readonly channel: string;
+  /** Push with SPUBLISH (a Cluster's sharded channel) instead of PUBLISH. */
+  readonly sharded: boolean;
   /** Idempotency window in ms; with `idempotencyKey`, the key is remembered this long. */
   readonly window: number;
   /** Full Redis key `<key>:idem:<k>`, or undefined for none. */
@@ -154,9 +163,9 @@ export interface PublishBatch {
 }
 
 /** Runs {@link PUBLISH_SCRIPT}: the number of events appended, or -1 for a known idempotency key. */
-export async function publishBatch(conn: Redis, key: string, events: readonly EventInput[], batch: PublishBatch): Promise<number> {
+export async function publishBatch(conn: Connection, key: string, events: readonly EventInput[], batch: PublishBatch): Promise<number> {
   const args: (string | number)[] = [batch.maxLen, batch.minId, batch.channel, batch.window];
   for (const e of events) args.push(e.topic, e.event, e.data);
   const keys = batch.idempotencyKey === undefined ? [key] : [key, batch.idempotencyKey];
-  return Number(await conn.eval(PUBLISH_SCRIPT, keys.length, ...keys, ...args));
+  return Number(await conn.eval(batch.sharded ? SPUBLISH_SCRIPT : PUBLISH_SCRIPT, keys.length, ...keys, ...args));
 }
