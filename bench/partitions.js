@@ -56,6 +56,8 @@ const SECRET = "5b1c0e7f3a9d2e4c6b8a0f1e3d5c7b9a2f4e6d8c0b1a3f5e7d9c2b4a6f8e0d1c
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** The quiet stretch before publishing over which idle CPU is measured. */
 const IDLE_MS = 2000;
+/** Publishes awaiting Redis's answer at most. */
+const MAX_INFLIGHT = 256;
 
 const { values: flags } = parseArgs({
   options: {
@@ -67,6 +69,7 @@ const { values: flags } = parseArgs({
     seconds: { type: "string", default: "12" },
     payload: { type: "string", default: "200" },
     runs: { type: "string", default: "1:random,16:random,16:affine" },
+    cluster: { type: "boolean", default: false },
     out: { type: "string", default: path.join(RESULTS, "partitions") },
   },
 });
@@ -101,6 +104,22 @@ process.on("SIGTERM", () => {
 
 // ---------------------------------------------------------------- processes
 
+/**
+ * A 3-master Redis Cluster (`--cluster`), started with the tests' harness
+ * (__tests__/helpers/redis-cluster.ts, loaded through esbuild-register) so
+ * there is one way to start one.
+ */
+async function startCluster() {
+  require("esbuild-register/dist/node").register({ target: "node20" });
+  const { RedisCluster } = require("../__tests__/helpers/redis-cluster.ts");
+  const cluster = await RedisCluster.start();
+  return {
+    ports: cluster.servers.map((s) => s.port),
+    brokerOptions: { cluster: cluster.startupNodes },
+    stop: () => cluster.close(),
+  };
+}
+
 function startRedis() {
   return freePort().then(
     (port) =>
@@ -119,8 +138,8 @@ function startRedis() {
             proc.stdout.resume();
             proc.stderr.resume();
             resolve({
-              port,
-              url: `redis://127.0.0.1:${port}`,
+              ports: [port],
+              brokerOptions: { url: `redis://127.0.0.1:${port}` },
               proc,
               async stop() {
                 proc.kill("SIGKILL");
@@ -175,9 +194,10 @@ function startInstance(config) {
 
 // ---------------------------------------------------------------- measurements
 
-/** Bytes received per TCP connection to Redis on `redisPort`, by owning pid: Map<pid, Map<localAddr, bytes>>. */
-function redisBytesByPid(redisPort) {
-  const out = execFileSync("ss", ["-tinpH", "state", "established", `( dport = :${redisPort} )`], { encoding: "utf8" });
+/** Bytes received per TCP connection to Redis on `redisPorts`, by owning pid: Map<pid, Map<localAddr, bytes>>. */
+function redisBytesByPid(redisPorts) {
+  const filter = `( ${redisPorts.map((port) => `dport = :${port}`).join(" or ")} )`;
+  const out = execFileSync("ss", ["-tinpH", "state", "established", filter], { encoding: "utf8" });
   const byPid = new Map();
   let current;
   for (const line of out.split("\n")) {
@@ -209,16 +229,35 @@ function bytesSince(before, after, pid) {
 /** CPU time (user + system) of an instance between two of its stats, in ms. */
 const cpuMs = (before, after) => (after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system) / 1000;
 
-/** INFO fields of a Redis node as numbers. */
+/** INFO fields of a Redis node as numbers, and per command: calls and µs (what the Redis CPU went to). */
 async function redisInfo(client) {
   const text = (await client.info("cpu")) + (await client.info("stats"));
   const get = (name) => Number(new RegExp(`^${name}:([0-9.]+)`, "m").exec(text)?.[1] ?? NaN);
+  const commandStats = {};
+  for (const m of (await client.info("commandstats")).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    commandStats[m[1]] = { calls: Number(m[2]), usec: Number(m[3]) };
+  }
   return {
     cpuMs: (get("used_cpu_sys") + get("used_cpu_user")) * 1000,
     netIn: get("total_net_input_bytes"),
     netOut: get("total_net_output_bytes"),
     commands: get("total_commands_processed"),
+    commandStats,
   };
+}
+
+/** The per-node Redis deltas added up (commandStats per command). */
+function sumNodes(nodes) {
+  const total = { cpuMs: 0, netIn: 0, netOut: 0, commands: 0, commandStats: {} };
+  for (const node of nodes) {
+    for (const k of ["cpuMs", "netIn", "netOut", "commands"]) total[k] += node[k];
+    for (const [cmd, v] of Object.entries(node.commandStats)) {
+      const t = (total.commandStats[cmd] ??= { calls: 0, usec: 0 });
+      t.calls += v.calls;
+      t.usec += v.usec;
+    }
+  }
+  return total;
 }
 
 /** Numeric fields of `after` minus `before`, recursively (the broker's counters, whatever their shape). */
@@ -294,20 +333,22 @@ function population() {
 async function run(spec, pop, lib) {
   const label = `P=${spec.partitions} ${spec.placement}`;
   const brokerOptions = spec.partitions > 1 ? { partitions: spec.partitions } : {};
-  const redis = await startRedis();
+  const redis = flags.cluster ? await startCluster() : await startRedis();
   const instances = [];
   let publisher;
   const conns = [];
   try {
-    const key = "bench:partitions";
+    // On a Cluster one stream needs a hash tag (its keys in one slot); partitions bring their own.
+    const key = flags.cluster && spec.partitions === 1 ? "{bench}:partitions" : "bench:partitions";
+    Object.assign(brokerOptions, redis.brokerOptions);
     const started = await Promise.all(
-      Array.from({ length: INSTANCES }, () => startInstance({ url: redis.url, key, secret: SECRET, broker: brokerOptions })),
+      Array.from({ length: INSTANCES }, () => startInstance({ key, secret: SECRET, broker: brokerOptions })),
     );
     instances.push(...started);
     const failed = started.find((i) => i.error);
     if (failed) return { label, ...spec, skipped: `this build's broker refused the options: ${failed.error.split("\n")[0]}` };
 
-    publisher = lib.createRedisBroker({ url: redis.url, key, log: null, ...brokerOptions });
+    publisher = lib.createRedisBroker({ key, log: null, ...brokerOptions });
     await publisher.start(() => undefined);
     if (!(await publisher.waitUntilReady(10_000))) throw new Error("the publisher's broker did not get ready");
     let holderOf;
@@ -315,7 +356,8 @@ async function run(spec, pop, lib) {
     else if (typeof publisher.partitionOf === "function") holderOf = (t) => publisher.partitionOf(t) % INSTANCES;
     else return { label, ...spec, skipped: "affine placement needs the broker's partitionOf(topic)" };
     const Redis = require("ioredis");
-    const admin = new Redis({ host: "127.0.0.1", port: redis.port });
+    const admins = redis.ports.map((port) => new Redis({ host: "127.0.0.1", port }));
+    const redisInfos = () => Promise.all(admins.map(redisInfo));
 
     // Subscribers: each instance's topics in connections of PER_CONN.
     const byInstance = Array.from({ length: INSTANCES }, () => []);
@@ -342,8 +384,8 @@ async function run(spec, pop, lib) {
     const idleSeconds = (performance.now() - idleStart) / 1000;
     const before = {
       stats: await Promise.all(instances.map((i) => i.stats())),
-      bytes: redisBytesByPid(redis.port),
-      redis: await redisInfo(admin),
+      bytes: redisBytesByPid(redis.ports),
+      redis: await redisInfos(),
     };
 
     // Publish one-event batches to random topics at RATE for SECONDS.
@@ -352,12 +394,14 @@ async function run(spec, pop, lib) {
     let sent = 0;
     let acked = 0;
     let failedPublishes = 0;
+    const publishErrors = new Map();
     const t0 = performance.now();
     const end = t0 + SECONDS * 1000;
     const inflight = new Set();
     while (performance.now() < end) {
       const due = Math.floor(((performance.now() - t0) / 1000) * RATE);
-      while (sent < due && inflight.size < 5000) {
+      // A bounded number in flight: under load the rate falls short (reported) instead of queueing past publishTimeout.
+      while (sent < due && inflight.size < MAX_INFLIGHT) {
         const topic = `u${Math.floor(rnd() * TOPICS)}`;
         const n = sent++;
         const p = publisher.publish([{ topic, event: "n", data: `{"n":${n},"pad":"${pad}"}` }]).then(
@@ -366,7 +410,12 @@ async function run(spec, pop, lib) {
             const conn = connOf.get(topic);
             if (conn) conn.expected++;
           },
-          () => failedPublishes++,
+          (err) => {
+            failedPublishes++;
+            const cause = err && err.cause ? ` (${err.cause.message ?? err.cause})` : "";
+            const reason = String(err && err.message).slice(0, 120) + cause.slice(0, 120);
+            publishErrors.set(reason, (publishErrors.get(reason) ?? 0) + 1);
+          },
         );
         inflight.add(p);
         p.finally(() => inflight.delete(p));
@@ -380,10 +429,10 @@ async function run(spec, pop, lib) {
 
     const after = {
       stats: await Promise.all(instances.map((i) => i.stats())),
-      bytes: redisBytesByPid(redis.port),
-      redis: await redisInfo(admin),
+      bytes: redisBytesByPid(redis.ports),
+      redis: await redisInfos(),
     };
-    admin.disconnect();
+    for (const admin of admins) admin.disconnect();
 
     const perInstance = instances.map((inst, i) => {
       const b = before.stats[i];
@@ -412,16 +461,14 @@ async function run(spec, pop, lib) {
       ...spec,
       published: acked,
       failedPublishes,
+      publishErrors: Object.fromEntries(publishErrors),
       publishSeconds,
       windowSeconds,
       publishedPerSecond: acked / publishSeconds,
       publisherBytesFromRedis: bytesSince(before.bytes, after.bytes, process.pid),
-      redis: {
-        cpuMs: after.redis.cpuMs - before.redis.cpuMs,
-        netIn: after.redis.netIn - before.redis.netIn,
-        netOut: after.redis.netOut - before.redis.netOut,
-        commands: after.redis.commands - before.redis.commands,
-      },
+      // Whole Redis (all nodes), and per node on a Cluster.
+      redis: sumNodes(numericDelta(before.redis, after.redis)),
+      redisNodes: numericDelta(before.redis, after.redis),
       instances: perInstance,
     };
   } finally {
@@ -442,10 +489,10 @@ function markdown(meta, results) {
     "# Partitions simulation (bench/partitions.js)",
     "",
     `- ${meta.date}, node ${meta.node}, ${meta.cpus} cores, load average ${meta.loadBefore.map((l) => l.toFixed(2)).join(" ")} before, ${meta.loadAfter.map((l) => l.toFixed(2)).join(" ")} after; redis ${meta.redis}`,
-    `- \`node bench/partitions.js ${meta.argv}\`: ${fmt(TOPICS)} per-user topics, ${(ONLINE * 100).toFixed(0)}% online (one subscriber each, ${PER_CONN} topics per SSE connection), ${INSTANCES} instances, ${fmt(RATE)} events/s of ~${PAYLOAD} bytes to uniformly random topics for ${SECONDS} s`,
+    `- \`node bench/partitions.js ${meta.argv}\`${flags.cluster ? " (a 3-master Redis Cluster)" : " (one redis-server)"}: ${fmt(TOPICS)} per-user topics, ${(ONLINE * 100).toFixed(0)}% online (one subscriber each, ${PER_CONN} topics per SSE connection), ${INSTANCES} instances, ${fmt(RATE)} events/s of ~${PAYLOAD} bytes to uniformly random topics for ${SECONDS} s`,
     "- Per instance, mean over the instances (min–max in the JSON): events read from Redis, events delivered to its subscribers, bytes received from Redis (kernel TCP counters of its connections), CPU of the process.",
     "",
-    "| run | published ev/s | partitions read per instance | read ev/s per instance | delivered ev/s per instance | read ÷ delivered | KiB/s from Redis per instance | bytes read per delivered event | instance CPU ms/s | CPU µs per read event (above idle) | Redis CPU ms/s | Redis out KiB/s | lost / extra |",
+    "| run | published ev/s | partitions read per instance | read ev/s per instance | delivered ev/s per instance | read ÷ delivered | KiB/s from Redis per instance | bytes read per delivered event | instance CPU ms/s | CPU µs per read event (above idle) | Redis CPU ms/s | Redis out KiB/s | lost / extra / failed publishes |",
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
   ];
   for (const r of results) {
@@ -462,12 +509,38 @@ function markdown(meta, results) {
     const idle = sum(r.instances, (i) => i.idleCpuMsPerSecond) * w;
     const parts = r.instances[0].partitionsRead === null ? "1 (one stream)" : `${fmt(sum(r.instances, (i) => i.partitionsRead) / n, 1)} of ${r.partitions}`;
     lines.push(
-      `| ${r.label} | ${fmt(r.publishedPerSecond)} | ${parts} | ${fmt(read / n / w)} | ${fmt(delivered / n / w)} | ${fmt(read / delivered, 1)} | ${fmt(bytes / n / w / 1024, 1)} | ${fmt(bytes / delivered)} | ${fmt(cpu / n / w, 1)} (idle ${fmt(idle / n / w, 1)}) | ${fmt(((cpu - idle) * 1000) / read, 1)} | ${fmt(r.redis.cpuMs / w, 1)} | ${fmt(r.redis.netOut / w / 1024, 1)} | ${sum(r.instances, (i) => i.lost)} / ${sum(r.instances, (i) => i.extra)} |`,
+      `| ${r.label} | ${fmt(r.publishedPerSecond)} | ${parts} | ${fmt(read / n / w)} | ${fmt(delivered / n / w)} | ${fmt(read / delivered, 1)} | ${fmt(bytes / n / w / 1024, 1)} | ${fmt(bytes / delivered)} | ${fmt(cpu / n / w, 1)} (idle ${fmt(idle / n / w, 1)}) | ${fmt(((cpu - idle) * 1000) / read, 1)} | ${fmt(r.redis.cpuMs / w, 1)} | ${fmt(r.redis.netOut / w / 1024, 1)} | ${sum(r.instances, (i) => i.lost)} / ${sum(r.instances, (i) => i.extra)} / ${r.failedPublishes} |`,
     );
   }
   lines.push(
     "",
-    "Redis figures are for the whole server (instances and the publisher, which runs in the bench process); the window runs from the first publish until every subscriber had every event of its topics.",
+    "Redis per published event (whole server; µs are Redis's own per-command timings, `INFO commandstats`):",
+    "",
+    "| run | Redis CPU µs | out bytes | in bytes | publish scripts (EVALSHA/EVAL) µs each | presence HSETs per published event |",
+    "|---|---:|---:|---:|---:|---:|",
+  );
+  for (const r of results) {
+    if (r.skipped) continue;
+    const cs = r.redis.commandStats;
+    const scripts = ["evalsha", "eval"].map((c) => cs[c] ?? { calls: 0, usec: 0 });
+    const calls = scripts[0].calls + scripts[1].calls;
+    const usec = scripts[0].usec + scripts[1].usec;
+    lines.push(
+      `| ${r.label} | ${fmt((r.redis.cpuMs * 1000) / r.published, 1)} | ${fmt(r.redis.netOut / r.published)} | ${fmt(r.redis.netIn / r.published)} | ${fmt(usec / calls, 1)} | ${fmt((cs.hset?.calls ?? 0) / r.published, 2)} |`,
+    );
+  }
+  if (results.some((r) => !r.skipped && r.redisNodes.length > 1)) {
+    lines.push("", "Per Redis Cluster node (CPU ms/s, out KiB/s, commands/s):", "", "| run | " + "node | ".repeat(3).trim(), "|---|---|---|---|");
+    for (const r of results) {
+      if (r.skipped) continue;
+      const w = r.windowSeconds;
+      lines.push(`| ${r.label} | ${r.redisNodes.map((n) => `${fmt(n.cpuMs / w, 1)} ms/s, ${fmt(n.netOut / w / 1024, 1)} KiB/s, ${fmt(n.commands / w)}/s`).join(" | ")} |`);
+    }
+  }
+  lines.push(
+    "",
+    "Redis figures are for the whole server (instances and the publisher, which runs in the bench process); the window runs from the first publish until every subscriber had every event of its topics. " +
+      "A failed publish (rejected, e.g. after `publishTimeout`) may still have been stored: its deliveries show as extra.",
     "",
   );
   return lines.join("\n");
@@ -505,7 +578,8 @@ async function main() {
       const delivered = sum(r.instances, (i) => i.eventsDelivered) / r.instances.length;
       console.log(
         `${r.label}: ${fmt(r.published)} published; per instance ${fmt(read)} read, ${fmt(delivered)} delivered, ` +
-          `lost ${sum(r.instances, (i) => i.lost)}, extra ${sum(r.instances, (i) => i.extra)} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+          `lost ${sum(r.instances, (i) => i.lost)}, extra ${sum(r.instances, (i) => i.extra)}, failed publishes ${r.failedPublishes} ` +
+          `${JSON.stringify(r.publishErrors)} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
       );
     }
   }
