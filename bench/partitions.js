@@ -5,7 +5,7 @@
  *
  *   npm run build && npm run bench:partitions
  *   node bench/partitions.js [--topics 20000] [--instances 4] [--online 0.2] [--per-conn 40]
- *                            [--rate 2000] [--seconds 12] [--payload 200]
+ *                            [--rate 1000] [--seconds 10] [--payload 200] [--cluster]
  *                            [--runs 1:random,16:random,16:affine]
  *
  * Per-user topics with sparse subscribers: `--topics` topics (u0, u1, ...),
@@ -36,7 +36,17 @@
  * connection per user would cost the bench more sockets, not the instances
  * more reading: what is read from Redis depends on the set of topics only).
  *
- * Writes bench/results/partitions.md and bench/results/partitions.json.
+ * Fan-out (`--fanout 1,50`, "" to skip): Redis's own cost per published
+ * event as a function of how many connections read the channel, with no
+ * hub in the way: a publisher broker (one stream) and N - 1 plain
+ * subscriber connections on its channel; Redis CPU and bytes out per
+ * published event for each N. The model in docs/DEPLOY.md uses the slope.
+ *
+ * `--cluster`: the same on a 3-master Redis Cluster (started with the tests'
+ * harness), with Redis CPU and network per node.
+ *
+ * Writes bench/results/partitions.md and bench/results/partitions.json
+ * (`--out` changes the path, without the extension).
  * Everything it starts is stopped at the end, also on error or Ctrl-C.
  */
 "use strict";
@@ -57,7 +67,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** The quiet stretch before publishing over which idle CPU is measured. */
 const IDLE_MS = 2000;
 /** Publishes awaiting Redis's answer at most. */
-const MAX_INFLIGHT = 256;
+const MAX_INFLIGHT = 1000;
 
 const { values: flags } = parseArgs({
   options: {
@@ -65,11 +75,12 @@ const { values: flags } = parseArgs({
     instances: { type: "string", default: "4" },
     online: { type: "string", default: "0.2" },
     "per-conn": { type: "string", default: "40" },
-    rate: { type: "string", default: "2000" },
-    seconds: { type: "string", default: "12" },
+    rate: { type: "string", default: "1000" },
+    seconds: { type: "string", default: "10" },
     payload: { type: "string", default: "200" },
     runs: { type: "string", default: "1:random,16:random,16:affine" },
     cluster: { type: "boolean", default: false },
+    fanout: { type: "string", default: "1,50" },
     out: { type: "string", default: path.join(RESULTS, "partitions") },
   },
 });
@@ -80,7 +91,7 @@ const PER_CONN = Number(flags["per-conn"]);
 const RATE = Number(flags.rate);
 const SECONDS = Number(flags.seconds);
 const PAYLOAD = Number(flags.payload);
-const RUNS = flags.runs.split(",").map((spec) => {
+const RUNS = flags.runs.split(",").filter(Boolean).map((spec) => {
   const [p, placement] = spec.split(":");
   if (!/^\d+$/.test(p) || !["random", "affine"].includes(placement)) throw new Error(`bad run "${spec}": want P:random or P:affine`);
   return { partitions: Number(p), placement };
@@ -479,12 +490,51 @@ async function run(spec, pop, lib) {
   }
 }
 
+// ---------------------------------------------------------------- fan-out
+
+/** Redis CPU and bytes out per published event with `readers` connections reading the stream's channel. */
+async function fanout(readers, lib) {
+  const Redis = require("ioredis");
+  const redis = await startRedis();
+  const publisher = lib.createRedisBroker({ ...redis.brokerOptions, key: "bench:fanout", log: null });
+  const subs = [];
+  try {
+    await publisher.start(() => undefined);
+    if (!(await publisher.waitUntilReady(10_000))) throw new Error("the publisher's broker did not get ready");
+    // The publisher's own reader is one; the others are bare subscriptions that only receive.
+    for (let i = 1; i < readers; i++) {
+      const sub = new Redis({ host: "127.0.0.1", port: redis.ports[0] });
+      await sub.subscribe(publisher.channel);
+      subs.push(sub);
+    }
+    const admin = new Redis({ host: "127.0.0.1", port: redis.ports[0] });
+    const count = RATE * 5;
+    const pad = "x".repeat(Math.max(0, PAYLOAD - 30));
+    const before = await redisInfo(admin);
+    const inflight = new Set();
+    for (let n = 0; n < count; n++) {
+      while (inflight.size >= MAX_INFLIGHT) await Promise.race(inflight);
+      const p = publisher.publish([{ topic: `u${n % TOPICS}`, event: "n", data: `{"n":${n},"pad":"${pad}"}` }]).finally(() => inflight.delete(p));
+      inflight.add(p);
+    }
+    await Promise.all(inflight);
+    const after = await redisInfo(admin);
+    admin.disconnect();
+    const d = numericDelta(before, after);
+    return { readers, published: count, cpuUsPerEvent: (d.cpuMs * 1000) / count, outBytesPerEvent: d.netOut / count, inBytesPerEvent: d.netIn / count };
+  } finally {
+    for (const sub of subs) sub.disconnect();
+    await publisher.close().catch(() => undefined);
+    await redis.stop();
+  }
+}
+
 // ---------------------------------------------------------------- report
 
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "–");
 const sum = (xs, f) => xs.reduce((s, x) => s + f(x), 0);
 
-function markdown(meta, results) {
+function markdown(meta, results, fanouts) {
   const lines = [
     "# Partitions simulation (bench/partitions.js)",
     "",
@@ -537,6 +587,21 @@ function markdown(meta, results) {
       lines.push(`| ${r.label} | ${r.redisNodes.map((n) => `${fmt(n.cpuMs / w, 1)} ms/s, ${fmt(n.netOut / w / 1024, 1)} KiB/s, ${fmt(n.commands / w)}/s`).join(" | ")} |`);
     }
   }
+  if (fanouts.length > 0) {
+    lines.push(
+      "",
+      `Fan-out: one stream, N connections reading its channel (the publisher's broker and N − 1 bare subscribers), ${fmt(RATE * 5)} events published as fast as Redis answers (${MAX_INFLIGHT} in flight):`,
+      "",
+      "| readers N | Redis CPU µs per published event | Redis out bytes per published event | in bytes per published event |",
+      "|---:|---:|---:|---:|",
+      ...fanouts.map((f) => `| ${f.readers} | ${fmt(f.cpuUsPerEvent, 1)} | ${fmt(f.outBytesPerEvent)} | ${fmt(f.inBytesPerEvent)} |`),
+    );
+    if (fanouts.length >= 2) {
+      const [a, b] = [fanouts[0], fanouts[fanouts.length - 1]];
+      const slope = (b.cpuUsPerEvent - a.cpuUsPerEvent) / (b.readers - a.readers);
+      lines.push("", `Slope: ${fmt(slope, 2)} µs of Redis CPU and ${fmt((b.outBytesPerEvent - a.outBytesPerEvent) / (b.readers - a.readers))} bytes out per extra reader per event; fixed part ≈ ${fmt(a.cpuUsPerEvent - slope * a.readers, 1)} µs.`);
+    }
+  }
   lines.push(
     "",
     "Redis figures are for the whole server (instances and the publisher, which runs in the bench process); the window runs from the first publish until every subscriber had every event of its topics. " +
@@ -583,10 +648,16 @@ async function main() {
       );
     }
   }
+  const fanouts = [];
+  for (const readers of flags.fanout.split(",").filter(Boolean).map(Number)) {
+    const f = await fanout(readers, lib);
+    fanouts.push(f);
+    console.log(`fan-out to ${readers} readers: Redis ${fmt(f.cpuUsPerEvent, 1)} µs CPU and ${fmt(f.outBytesPerEvent)} bytes out per published event`);
+  }
   meta.loadAfter = os.loadavg();
   fs.mkdirSync(path.dirname(flags.out), { recursive: true });
-  fs.writeFileSync(flags.out + ".json", JSON.stringify({ meta, options: { TOPICS, INSTANCES, ONLINE, PER_CONN, RATE, SECONDS, PAYLOAD }, results }, null, 2) + "\n");
-  const md = markdown(meta, results);
+  fs.writeFileSync(flags.out + ".json", JSON.stringify({ meta, options: { TOPICS, INSTANCES, ONLINE, PER_CONN, RATE, SECONDS, PAYLOAD, cluster: flags.cluster }, results, fanouts }, null, 2) + "\n");
+  const md = markdown(meta, results, fanouts);
   fs.writeFileSync(flags.out + ".md", md);
   console.log("\n" + md);
 }
