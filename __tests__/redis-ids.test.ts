@@ -192,7 +192,7 @@ describe("options", () => {
     expect(codeAndMessage(() => createRedisBroker({ historylength: 5000 } as never))).toEqual({
       code: "invalid_option",
       message:
-        'RedisBroker: unknown option "historylength"; did you mean "historyLength"? (known: url, cluster, redis, key, partitions, partitionLinger, historyLength, historyAge, publishTimeout, startTimeout, readCount, idempotencyWindow, checkInterval, log, logger, presenceTtl)',
+        'RedisBroker: unknown option "historylength"; did you mean "historyLength"? (known: url, cluster, redis, key, partitions, partitionLinger, waitReplicas, historyLength, historyAge, publishTimeout, startTimeout, readCount, idempotencyWindow, checkInterval, log, logger, presenceTtl)',
     });
   });
 

@@ -12,6 +12,7 @@ import { createSseRouter, type SseRouter } from "../src/router";
 import { subscribeToken, type EventInput } from "../src/tokens";
 import { SECRET, SseClient, waitFor } from "./helpers/redis";
 import { useRedisCluster } from "./helpers/redis-cluster";
+import { expectConsecutive, resumeRepeatedly, steadyPublisher } from "./helpers/resume";
 import { serveRouter } from "./helpers/sse";
 
 const P = 8;
@@ -97,30 +98,14 @@ test("on a Cluster resume is exact within a partition: resumed alternately on tw
   const [a, b] = [await instance(key), await instance(key)];
   const t = topicIn(5);
   const noise = topicIn(6);
-  let running = true;
-  let n = 0;
-  const publishing = (async () => {
-    while (running) {
-      await b.router.publish([ev(noise, n), ev(t, n++)]);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  })();
-  const numbers: number[] = [];
-  let lastId: string | undefined;
+  const publisher = steadyPublisher((n) => b.router.publish([ev(noise, n), ev(t, n)]), 5);
   try {
-    for (let round = 0; round < 60; round++) {
-      const client = await (round % 2 === 0 ? a : b).open([t], lastId);
-      await client.waitForEvents(2, 10_000);
-      client.close();
-      numbers.push(...client.events.map((e) => Number(e.data)));
-      lastId = client.lastId;
-    }
+    const { duplicates, numbers } = await resumeRepeatedly((round, lastId) => (round % 2 === 0 ? a : b).open([t], lastId), 60);
+    expect(duplicates).toBe(0);
+    expectConsecutive(numbers);
   } finally {
-    running = false;
-    await publishing;
+    await publisher.stop();
   }
-  const wrong = numbers.findIndex((x, i) => x !== numbers[0]! + i);
-  expect(wrong === -1 ? "consecutive" : `at ${wrong}: ${numbers.slice(Math.max(0, wrong - 3), wrong + 3).join(",")}`).toBe("consecutive");
 }, 120_000);
 
 test("on a Cluster presence counts are shared (its keys share one slot)", async () => {

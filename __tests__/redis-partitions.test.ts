@@ -13,6 +13,7 @@ import { partitionOf } from "../src/redis/ids";
 import { createSseRouter, type SseRouter } from "../src/router";
 import { subscribeToken, type EventInput } from "../src/tokens";
 import { RedisServer, SECRET, SseClient, waitFor } from "./helpers/redis";
+import { expectConsecutive, resumeRepeatedly, steadyPublisher } from "./helpers/resume";
 import { serveRouter } from "./helpers/sse";
 
 const P = 4;
@@ -66,13 +67,6 @@ async function instance(key: string, options: RedisBrokerOptions = {}): Promise<
 
 const ev = (topic: string, n: number | string, event = "n"): EventInput => ({ topic, event, data: String(n) });
 
-/** Each number is one more than the one before (no duplicate, no gap). */
-function expectConsecutive(numbers: number[], first?: number): void {
-  const wrong = numbers.findIndex((n, i) => n !== numbers[0]! + i);
-  expect(wrong === -1 ? "consecutive" : `at ${wrong}: ${numbers.slice(Math.max(0, wrong - 3), wrong + 3).join(",")}`).toBe("consecutive");
-  if (first !== undefined) expect(numbers[0]).toBe(first);
-}
-
 test("each instance reads only the partitions of its subscribers' topics; a batch spanning partitions reaches each", async () => {
   const key = `part:${++keys}`;
   const [a, b] = [await instance(key), await instance(key)];
@@ -115,32 +109,15 @@ test("resume is exact within a partition: resumed alternately on two instances u
   const [a, b] = [await instance(key), await instance(key)];
   const t = topicIn(2);
   const noise = topicIn(3);
-  let running = true;
-  let n = 0;
   // Each batch spans two partitions: one script call per partition.
-  const publishing = (async () => {
-    while (running) {
-      await a.router.publish([ev(noise, n), ev(t, n++)]);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  })();
-  const numbers: number[] = [];
-  let duplicates = 0;
-  let lastId: string | undefined;
+  const publisher = steadyPublisher((n) => a.router.publish([ev(noise, n), ev(t, n)]), 5);
+  let result: { duplicates: number; numbers: number[] };
   try {
-    for (let round = 0; round < 120; round++) {
-      const client = await (round % 2 === 0 ? a : b).open([t], lastId);
-      await client.waitForEvents(2, 10_000);
-      client.close();
-      const ids = client.events.map((e) => e.id!);
-      duplicates += ids.length - new Set(ids).size;
-      numbers.push(...client.events.map((e) => Number(e.data)));
-      lastId = client.lastId;
-    }
+    result = await resumeRepeatedly((round, lastId) => (round % 2 === 0 ? a : b).open([t], lastId), 120);
   } finally {
-    running = false;
-    await publishing;
+    await publisher.stop();
   }
+  const { duplicates, numbers } = result;
   expect(duplicates).toBe(0);
   expectConsecutive(numbers);
   // Neither instance read the noise partition: no subscriber of it.

@@ -155,6 +155,17 @@ export interface RedisBrokerOptions {
    * accepted. Defaults to `5000`.
    */
   publishTimeout?: number;
+  /**
+   * Replicas that must have a published batch before `publish()` (and
+   * `/submit`) reports it stored: `WAIT <waitReplicas>` after each publish
+   * script, for up to half of `publishTimeout`; fewer is answered
+   * `broker_unavailable` (503), and a retry with the same idempotency key
+   * appends nothing and waits again. Closes the Sentinel split brain where a
+   * failed-over old primary acknowledges events the new one never gets, for
+   * a Redis you cannot give `min-replicas-to-write` (see docs/DEPLOY.md).
+   * Defaults to `0` (acknowledged once the primary has it).
+   */
+  waitReplicas?: number;
   /** How long `start()` waits for the first connection before resolving anyway (it keeps trying in the background), in ms; with partitions, also how long a new subscriber waits for its partitions' readers. Defaults to `5000`. */
   startTimeout?: number;
   /** Entries per XREAD / XRANGE call (catching up, resuming). Defaults to `1000`. */
@@ -198,6 +209,7 @@ const OPTION_KEYS: readonly (keyof RedisBrokerOptions)[] = Object.freeze([
   "key",
   "partitions",
   "partitionLinger",
+  "waitReplicas",
   "historyLength",
   "historyAge",
   "publishTimeout",
@@ -218,6 +230,7 @@ interface Settings {
   readonly key: string;
   readonly partitions: number;
   readonly partitionLinger: number;
+  readonly waitReplicas: number;
   readonly historyLength: number;
   readonly historyAge: number;
   readonly publishTimeout: number;
@@ -276,6 +289,7 @@ function settings(options: RedisBrokerOptions): Settings {
     key,
     partitions,
     partitionLinger: integerOption("partitionLinger", options.partitionLinger, 30_000, 0, 2 ** 31 - 1),
+    waitReplicas: integerOption("waitReplicas", options.waitReplicas, 0, 0, 100),
     historyLength: integerOption("historyLength", options.historyLength, 100_000, 1000),
     historyAge: integerOption("historyAge", options.historyAge, 5 * 60_000, 0),
     publishTimeout: integerOption("publishTimeout", options.publishTimeout, 5000, 1),
@@ -347,6 +361,10 @@ export class RedisBroker implements Broker, BrokerHealth, BrokerInterest, Presen
     };
     reader.on("ready", onReady);
     cmd.on("ready", onReady);
+    // Readers end an outage once they caught up; with partitions none may be reading.
+    cmd.on("ready", () => {
+      if (!this.parts.some((part) => part.reader !== undefined)) outage.recovered();
+    });
     cmd.on("close", () => {
       for (const part of this.parts) part.publisher.connectionLost();
     });

@@ -25,6 +25,8 @@ export interface PartitionSettings {
   readonly historyLength: number;
   readonly historyAge: number;
   readonly idempotencyWindow: number;
+  readonly waitReplicas: number;
+  readonly publishTimeout: number;
   readonly readCount: number;
   readonly checkInterval: number;
   readonly log: (message: string) => void;
@@ -72,6 +74,9 @@ export class Partition {
       historyLength: settings.historyLength,
       historyAge: settings.historyAge,
       idempotencyWindow: settings.idempotencyWindow,
+      waitReplicas: settings.waitReplicas,
+      // Half the command timeout: WAIT answers (with too few replicas) before the connection gives up on it.
+      waitTimeout: Math.max(1, Math.floor(settings.publishTimeout / 2)),
     });
     this.replayer = new RedisReplayer(cmd, this.keys, settings.readCount, this.idPartition);
   }

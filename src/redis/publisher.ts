@@ -32,6 +32,8 @@ export interface PublisherOptions {
   readonly historyLength: number;
   readonly historyAge: number;
   readonly idempotencyWindow: number;
+  readonly waitReplicas: number;
+  readonly waitTimeout: number;
 }
 
 export class RedisPublisher {
@@ -59,7 +61,7 @@ export class RedisPublisher {
     } catch (err) {
       throw unavailable(err);
     }
-    const { key, channel, sharded, historyLength, historyAge, idempotencyWindow } = this.options;
+    const { key, channel, sharded, historyLength, historyAge, idempotencyWindow, waitReplicas, waitTimeout } = this.options;
     const clock = this.stream.clock;
     // The key lives in Redis, so a retry is recognised on any instance of the stream.
     const idempotencyKey = options?.idempotencyKey;
@@ -72,6 +74,8 @@ export class RedisPublisher {
         sharded,
         window: idempotencyWindow,
         idempotencyKey: idempotencyKey === undefined || idempotencyWindow === 0 ? undefined : key + ":idem:" + idempotencyKey,
+        waitReplicas,
+        waitTimeout,
       });
     } catch (err) {
       // Reported to the caller (503); the reader logs outages.

@@ -83,6 +83,8 @@ export class RedisReader {
   /** Entries received from Redis (pushed or read from the stream, duplicates included), and their bytes as received. */
   eventsRead = 0;
   bytesRead = 0;
+  /** Sharded: SSUBSCRIBE was answered (see {@link catchUp}). */
+  private shardSubscribed = false;
   /** Wakes the loop's current wait, if any. */
   private wake: (() => void) | undefined;
   private loopDone: Promise<void> | undefined;
@@ -361,7 +363,14 @@ export class RedisReader {
     this.pendingEntries = 0;
     const { keys, readCount } = this.options;
     // Subscribed before reading the stream: every entry is in the catch-up or pushed (or both).
-    await (this.options.sharded ? this.conn.ssubscribe(this.options.channel) : this.conn.subscribe(this.options.channel));
+    if (!this.options.sharded) await this.conn.subscribe(this.options.channel);
+    else if (!this.shardSubscribed) {
+      // Once: ioredis's Cluster keeps its sharded channels and subscribes
+      // them again on the shard's new owner after a failover or a
+      // reconnect (each SSUBSCRIBE would add another copy to its list).
+      await this.conn.ssubscribe(this.options.channel);
+      this.shardSubscribed = true;
+    }
     const { epoch, from, head, added } = await this.sync(this.cmd);
     if (this.current !== "catching_up") return false;
     if (this.epochValue === undefined) {

@@ -4,6 +4,7 @@
  */
 import type { EventInput } from "../types";
 import type { Connection } from "./connection";
+import { result } from "./stream";
 import { ZERO, formatStreamId, newEpoch, parseEpochValue, parseStreamId, type StreamId } from "./ids";
 
 /**
@@ -160,12 +161,32 @@ export interface PublishBatch {
   readonly window: number;
   /** Full Redis key `<key>:idem:<k>`, or undefined for none. */
   readonly idempotencyKey: string | undefined;
+  /** Replicas that must have the batch before it counts as stored (`WAIT`), 0 for none. */
+  readonly waitReplicas: number;
+  /** How long `WAIT` waits for them, in ms. */
+  readonly waitTimeout: number;
 }
 
-/** Runs {@link PUBLISH_SCRIPT}: the number of events appended, or -1 for a known idempotency key. */
+/**
+ * Runs {@link PUBLISH_SCRIPT}: the number of events appended, or -1 for a
+ * known idempotency key. With `waitReplicas`, `WAIT` follows the script in
+ * the same pipeline (so on a Cluster it goes to the node that ran it), and
+ * fewer replicas than asked within `waitTimeout` is an error: the caller
+ * answers 503 and a retry with the same idempotency key appends nothing
+ * (and waits for the replicas again).
+ */
 export async function publishBatch(conn: Connection, key: string, events: readonly EventInput[], batch: PublishBatch): Promise<number> {
   const args: (string | number)[] = [batch.maxLen, batch.minId, batch.channel, batch.window];
   for (const e of events) args.push(e.topic, e.event, e.data);
   const keys = batch.idempotencyKey === undefined ? [key] : [key, batch.idempotencyKey];
-  return Number(await conn.eval(batch.sharded ? SPUBLISH_SCRIPT : PUBLISH_SCRIPT, keys.length, ...keys, ...args));
+  const script = batch.sharded ? SPUBLISH_SCRIPT : PUBLISH_SCRIPT;
+  if (batch.waitReplicas === 0) return Number(await conn.eval(script, keys.length, ...keys, ...args));
+  const replies = await conn.pipeline().eval(script, keys.length, ...keys, ...args).call("WAIT", batch.waitReplicas, batch.waitTimeout).exec();
+  const appended = Number(result(replies, 0));
+  const replicas = Number(result(replies, 1));
+  if (replicas < batch.waitReplicas) {
+    throw new Error(`stored on the primary but confirmed by ${replicas} of ${batch.waitReplicas} replicas within ${batch.waitTimeout} ms`);
+  }
+  return appended;
 }
+
