@@ -5,7 +5,7 @@
  *
  *   npm run build && npm run bench:partitions
  *   node bench/partitions.js [--topics 20000] [--instances 4] [--online 0.2] [--per-conn 40]
- *                            [--rate 2000] [--seconds 12] [--payload 200]
+ *                            [--rate 1000] [--seconds 8] [--payload 200] [--cluster]
  *                            [--runs 1:random,16:random,16:affine]
  *
  * Per-user topics with sparse subscribers: `--topics` topics (u0, u1, ...),
@@ -36,7 +36,17 @@
  * connection per user would cost the bench more sockets, not the instances
  * more reading: what is read from Redis depends on the set of topics only).
  *
- * Writes bench/results/partitions.md and bench/results/partitions.json.
+ * Fan-out (`--fanout 1,50`, "" to skip): Redis's own cost per published
+ * event as a function of how many connections read the channel, with no
+ * hub in the way: a publisher broker (one stream) and N - 1 plain
+ * subscriber connections on its channel; Redis CPU and bytes out per
+ * published event for each N. The model in docs/DEPLOY.md uses the slope.
+ *
+ * `--cluster`: the same on a 3-master Redis Cluster (started with the tests'
+ * harness), with Redis CPU and network per node.
+ *
+ * Writes bench/results/partitions.md and bench/results/partitions.json
+ * (`--out` changes the path, without the extension).
  * Everything it starts is stopped at the end, also on error or Ctrl-C.
  */
 "use strict";
@@ -54,6 +64,10 @@ const DIST = path.join(ROOT, "dist");
 const RESULTS = path.join(__dirname, "results");
 const SECRET = "5b1c0e7f3a9d2e4c6b8a0f1e3d5c7b9a2f4e6d8c0b1a3f5e7d9c2b4a6f8e0d1c";
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** The quiet stretch before publishing over which idle CPU is measured. */
+const IDLE_MS = 2000;
+/** Publishes awaiting Redis's answer at most: enough for the rate, few enough that a slow machine does not queue them past publishTimeout. */
+const MAX_INFLIGHT = 300;
 
 const { values: flags } = parseArgs({
   options: {
@@ -61,10 +75,12 @@ const { values: flags } = parseArgs({
     instances: { type: "string", default: "4" },
     online: { type: "string", default: "0.2" },
     "per-conn": { type: "string", default: "40" },
-    rate: { type: "string", default: "2000" },
-    seconds: { type: "string", default: "12" },
+    rate: { type: "string", default: "1000" },
+    seconds: { type: "string", default: "8" },
     payload: { type: "string", default: "200" },
     runs: { type: "string", default: "1:random,16:random,16:affine" },
+    cluster: { type: "boolean", default: false },
+    fanout: { type: "string", default: "1,50" },
     out: { type: "string", default: path.join(RESULTS, "partitions") },
   },
 });
@@ -75,7 +91,7 @@ const PER_CONN = Number(flags["per-conn"]);
 const RATE = Number(flags.rate);
 const SECONDS = Number(flags.seconds);
 const PAYLOAD = Number(flags.payload);
-const RUNS = flags.runs.split(",").map((spec) => {
+const RUNS = flags.runs.split(",").filter(Boolean).map((spec) => {
   const [p, placement] = spec.split(":");
   if (!/^\d+$/.test(p) || !["random", "affine"].includes(placement)) throw new Error(`bad run "${spec}": want P:random or P:affine`);
   return { partitions: Number(p), placement };
@@ -99,6 +115,22 @@ process.on("SIGTERM", () => {
 
 // ---------------------------------------------------------------- processes
 
+/**
+ * A 3-master Redis Cluster (`--cluster`), started with the tests' harness
+ * (__tests__/helpers/redis-cluster.ts, loaded through esbuild-register) so
+ * there is one way to start one.
+ */
+async function startCluster() {
+  require("esbuild-register/dist/node").register({ target: "node20" });
+  const { RedisCluster } = require("../__tests__/helpers/redis-cluster.ts");
+  const cluster = await RedisCluster.start();
+  return {
+    ports: cluster.servers.map((s) => s.port),
+    brokerOptions: { cluster: cluster.startupNodes },
+    stop: () => cluster.close(),
+  };
+}
+
 function startRedis() {
   return freePort().then(
     (port) =>
@@ -117,8 +149,8 @@ function startRedis() {
             proc.stdout.resume();
             proc.stderr.resume();
             resolve({
-              port,
-              url: `redis://127.0.0.1:${port}`,
+              ports: [port],
+              brokerOptions: { url: `redis://127.0.0.1:${port}` },
               proc,
               async stop() {
                 proc.kill("SIGKILL");
@@ -173,9 +205,10 @@ function startInstance(config) {
 
 // ---------------------------------------------------------------- measurements
 
-/** Bytes received per TCP connection to Redis on `redisPort`, by owning pid: Map<pid, Map<localAddr, bytes>>. */
-function redisBytesByPid(redisPort) {
-  const out = execFileSync("ss", ["-tinpH", "state", "established", `( dport = :${redisPort} )`], { encoding: "utf8" });
+/** Bytes received per TCP connection to Redis on `redisPorts`, by owning pid: Map<pid, Map<localAddr, bytes>>. */
+function redisBytesByPid(redisPorts) {
+  const filter = `( ${redisPorts.map((port) => `dport = :${port}`).join(" or ")} )`;
+  const out = execFileSync("ss", ["-tinpH", "state", "established", filter], { encoding: "utf8" });
   const byPid = new Map();
   let current;
   for (const line of out.split("\n")) {
@@ -204,16 +237,38 @@ function bytesSince(before, after, pid) {
   return sum;
 }
 
-/** INFO fields of a Redis node as numbers. */
+/** CPU time (user + system) of an instance between two of its stats, in ms. */
+const cpuMs = (before, after) => (after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system) / 1000;
+
+/** INFO fields of a Redis node as numbers, and per command: calls and µs (what the Redis CPU went to). */
 async function redisInfo(client) {
   const text = (await client.info("cpu")) + (await client.info("stats"));
   const get = (name) => Number(new RegExp(`^${name}:([0-9.]+)`, "m").exec(text)?.[1] ?? NaN);
+  const commandStats = {};
+  for (const m of (await client.info("commandstats")).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    commandStats[m[1]] = { calls: Number(m[2]), usec: Number(m[3]) };
+  }
   return {
     cpuMs: (get("used_cpu_sys") + get("used_cpu_user")) * 1000,
     netIn: get("total_net_input_bytes"),
     netOut: get("total_net_output_bytes"),
     commands: get("total_commands_processed"),
+    commandStats,
   };
+}
+
+/** The per-node Redis deltas added up (commandStats per command). */
+function sumNodes(nodes) {
+  const total = { cpuMs: 0, netIn: 0, netOut: 0, commands: 0, commandStats: {} };
+  for (const node of nodes) {
+    for (const k of ["cpuMs", "netIn", "netOut", "commands"]) total[k] += node[k];
+    for (const [cmd, v] of Object.entries(node.commandStats)) {
+      const t = (total.commandStats[cmd] ??= { calls: 0, usec: 0 });
+      t.calls += v.calls;
+      t.usec += v.usec;
+    }
+  }
+  return total;
 }
 
 /** Numeric fields of `after` minus `before`, recursively (the broker's counters, whatever their shape). */
@@ -289,20 +344,22 @@ function population() {
 async function run(spec, pop, lib) {
   const label = `P=${spec.partitions} ${spec.placement}`;
   const brokerOptions = spec.partitions > 1 ? { partitions: spec.partitions } : {};
-  const redis = await startRedis();
+  const redis = flags.cluster ? await startCluster() : await startRedis();
   const instances = [];
   let publisher;
   const conns = [];
   try {
-    const key = "bench:partitions";
+    // On a Cluster one stream needs a hash tag (its keys in one slot); partitions bring their own.
+    const key = flags.cluster && spec.partitions === 1 ? "{bench}:partitions" : "bench:partitions";
+    Object.assign(brokerOptions, redis.brokerOptions);
     const started = await Promise.all(
-      Array.from({ length: INSTANCES }, () => startInstance({ url: redis.url, key, secret: SECRET, broker: brokerOptions })),
+      Array.from({ length: INSTANCES }, () => startInstance({ key, secret: SECRET, broker: brokerOptions })),
     );
     instances.push(...started);
     const failed = started.find((i) => i.error);
     if (failed) return { label, ...spec, skipped: `this build's broker refused the options: ${failed.error.split("\n")[0]}` };
 
-    publisher = lib.createRedisBroker({ url: redis.url, key, log: null, ...brokerOptions });
+    publisher = lib.createRedisBroker({ key, log: null, ...brokerOptions });
     await publisher.start(() => undefined);
     if (!(await publisher.waitUntilReady(10_000))) throw new Error("the publisher's broker did not get ready");
     let holderOf;
@@ -310,7 +367,8 @@ async function run(spec, pop, lib) {
     else if (typeof publisher.partitionOf === "function") holderOf = (t) => publisher.partitionOf(t) % INSTANCES;
     else return { label, ...spec, skipped: "affine placement needs the broker's partitionOf(topic)" };
     const Redis = require("ioredis");
-    const admin = new Redis({ host: "127.0.0.1", port: redis.port });
+    const admins = redis.ports.map((port) => new Redis({ host: "127.0.0.1", port }));
+    const redisInfos = () => Promise.all(admins.map(redisInfo));
 
     // Subscribers: each instance's topics in connections of PER_CONN.
     const byInstance = Array.from({ length: INSTANCES }, () => []);
@@ -330,10 +388,15 @@ async function run(spec, pop, lib) {
     await Promise.all(conns.map((c) => publisher.publish([{ topic: c.topics[0], event: "mark", data: "mark" }])));
     await waitUntil(() => conns.every((c) => c.marks >= 1), 30_000, "a readiness mark on every connection");
 
+    // Idle CPU (timers, heartbeats) over a quiet stretch, to tell it from the cost of reading.
+    const idleFrom = await Promise.all(instances.map((i) => i.stats()));
+    const idleStart = performance.now();
+    await sleep(IDLE_MS);
+    const idleSeconds = (performance.now() - idleStart) / 1000;
     const before = {
       stats: await Promise.all(instances.map((i) => i.stats())),
-      bytes: redisBytesByPid(redis.port),
-      redis: await redisInfo(admin),
+      bytes: redisBytesByPid(redis.ports),
+      redis: await redisInfos(),
     };
 
     // Publish one-event batches to random topics at RATE for SECONDS.
@@ -342,12 +405,14 @@ async function run(spec, pop, lib) {
     let sent = 0;
     let acked = 0;
     let failedPublishes = 0;
+    const publishErrors = new Map();
     const t0 = performance.now();
     const end = t0 + SECONDS * 1000;
     const inflight = new Set();
     while (performance.now() < end) {
       const due = Math.floor(((performance.now() - t0) / 1000) * RATE);
-      while (sent < due && inflight.size < 5000) {
+      // A bounded number in flight: under load the rate falls short (reported) instead of queueing past publishTimeout.
+      while (sent < due && inflight.size < MAX_INFLIGHT) {
         const topic = `u${Math.floor(rnd() * TOPICS)}`;
         const n = sent++;
         const p = publisher.publish([{ topic, event: "n", data: `{"n":${n},"pad":"${pad}"}` }]).then(
@@ -356,7 +421,12 @@ async function run(spec, pop, lib) {
             const conn = connOf.get(topic);
             if (conn) conn.expected++;
           },
-          () => failedPublishes++,
+          (err) => {
+            failedPublishes++;
+            const cause = err && err.cause ? ` (${err.cause.message ?? err.cause})` : "";
+            const reason = String(err && err.message).slice(0, 120) + cause.slice(0, 120);
+            publishErrors.set(reason, (publishErrors.get(reason) ?? 0) + 1);
+          },
         );
         inflight.add(p);
         p.finally(() => inflight.delete(p));
@@ -370,10 +440,10 @@ async function run(spec, pop, lib) {
 
     const after = {
       stats: await Promise.all(instances.map((i) => i.stats())),
-      bytes: redisBytesByPid(redis.port),
-      redis: await redisInfo(admin),
+      bytes: redisBytesByPid(redis.ports),
+      redis: await redisInfos(),
     };
-    admin.disconnect();
+    for (const admin of admins) admin.disconnect();
 
     const perInstance = instances.map((inst, i) => {
       const b = before.stats[i];
@@ -386,7 +456,8 @@ async function run(spec, pop, lib) {
         eventsRead: a.router.eventsPublished - b.router.eventsPublished,
         eventsDelivered: a.router.eventsDelivered - b.router.eventsDelivered,
         bytesFromRedis: bytesSince(before.bytes, after.bytes, inst.pid),
-        cpuMs: (a.cpu.user + a.cpu.system - b.cpu.user - b.cpu.system) / 1000,
+        cpuMs: cpuMs(b, a),
+        idleCpuMsPerSecond: cpuMs(idleFrom[i], b) / idleSeconds,
         expected,
         received,
         lost: Math.max(0, expected - received),
@@ -401,16 +472,14 @@ async function run(spec, pop, lib) {
       ...spec,
       published: acked,
       failedPublishes,
+      publishErrors: Object.fromEntries(publishErrors),
       publishSeconds,
       windowSeconds,
       publishedPerSecond: acked / publishSeconds,
       publisherBytesFromRedis: bytesSince(before.bytes, after.bytes, process.pid),
-      redis: {
-        cpuMs: after.redis.cpuMs - before.redis.cpuMs,
-        netIn: after.redis.netIn - before.redis.netIn,
-        netOut: after.redis.netOut - before.redis.netOut,
-        commands: after.redis.commands - before.redis.commands,
-      },
+      // Whole Redis (all nodes), and per node on a Cluster.
+      redis: sumNodes(numericDelta(before.redis, after.redis)),
+      redisNodes: numericDelta(before.redis, after.redis),
       instances: perInstance,
     };
   } finally {
@@ -421,20 +490,59 @@ async function run(spec, pop, lib) {
   }
 }
 
+// ---------------------------------------------------------------- fan-out
+
+/** Redis CPU and bytes out per published event with `readers` connections reading the stream's channel. */
+async function fanout(readers, lib) {
+  const Redis = require("ioredis");
+  const redis = await startRedis();
+  const publisher = lib.createRedisBroker({ ...redis.brokerOptions, key: "bench:fanout", log: null });
+  const subs = [];
+  try {
+    await publisher.start(() => undefined);
+    if (!(await publisher.waitUntilReady(10_000))) throw new Error("the publisher's broker did not get ready");
+    // The publisher's own reader is one; the others are bare subscriptions that only receive.
+    for (let i = 1; i < readers; i++) {
+      const sub = new Redis({ host: "127.0.0.1", port: redis.ports[0] });
+      await sub.subscribe(publisher.channel);
+      subs.push(sub);
+    }
+    const admin = new Redis({ host: "127.0.0.1", port: redis.ports[0] });
+    const count = RATE * 3;
+    const pad = "x".repeat(Math.max(0, PAYLOAD - 30));
+    const before = await redisInfo(admin);
+    const inflight = new Set();
+    for (let n = 0; n < count; n++) {
+      while (inflight.size >= MAX_INFLIGHT) await Promise.race(inflight);
+      const p = publisher.publish([{ topic: `u${n % TOPICS}`, event: "n", data: `{"n":${n},"pad":"${pad}"}` }]).finally(() => inflight.delete(p));
+      inflight.add(p);
+    }
+    await Promise.all(inflight);
+    const after = await redisInfo(admin);
+    admin.disconnect();
+    const d = numericDelta(before, after);
+    return { readers, published: count, cpuUsPerEvent: (d.cpuMs * 1000) / count, outBytesPerEvent: d.netOut / count, inBytesPerEvent: d.netIn / count };
+  } finally {
+    for (const sub of subs) sub.disconnect();
+    await publisher.close().catch(() => undefined);
+    await redis.stop();
+  }
+}
+
 // ---------------------------------------------------------------- report
 
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "–");
 const sum = (xs, f) => xs.reduce((s, x) => s + f(x), 0);
 
-function markdown(meta, results) {
+function markdown(meta, results, fanouts) {
   const lines = [
     "# Partitions simulation (bench/partitions.js)",
     "",
     `- ${meta.date}, node ${meta.node}, ${meta.cpus} cores, load average ${meta.loadBefore.map((l) => l.toFixed(2)).join(" ")} before, ${meta.loadAfter.map((l) => l.toFixed(2)).join(" ")} after; redis ${meta.redis}`,
-    `- \`node bench/partitions.js ${meta.argv}\`: ${fmt(TOPICS)} per-user topics, ${(ONLINE * 100).toFixed(0)}% online (one subscriber each, ${PER_CONN} topics per SSE connection), ${INSTANCES} instances, ${fmt(RATE)} events/s of ~${PAYLOAD} bytes to uniformly random topics for ${SECONDS} s`,
+    `- \`node bench/partitions.js ${meta.argv}\`${flags.cluster ? " (a 3-master Redis Cluster)" : " (one redis-server)"}: ${fmt(TOPICS)} per-user topics, ${+(ONLINE * 100).toPrecision(3)}% online (one subscriber each, ${PER_CONN} topics per SSE connection), ${INSTANCES} instances, ${fmt(RATE)} events/s of ~${PAYLOAD} bytes to uniformly random topics for ${SECONDS} s`,
     "- Per instance, mean over the instances (min–max in the JSON): events read from Redis, events delivered to its subscribers, bytes received from Redis (kernel TCP counters of its connections), CPU of the process.",
     "",
-    "| run | published ev/s | partitions read per instance | read ev/s per instance | delivered ev/s per instance | read ÷ delivered | KiB/s from Redis per instance | bytes read per delivered event | instance CPU ms/s | CPU µs per read event | Redis CPU ms/s | Redis out KiB/s | lost / extra |",
+    "| run | published ev/s | partitions read per instance | read ev/s per instance | delivered ev/s per instance | read ÷ delivered | KiB/s from Redis per instance | bytes read per delivered event | instance CPU ms/s | CPU µs per read event (above idle) | Redis CPU ms/s | Redis out KiB/s | lost / extra / failed publishes |",
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
   ];
   for (const r of results) {
@@ -448,14 +556,56 @@ function markdown(meta, results) {
     const delivered = sum(r.instances, (i) => i.eventsDelivered);
     const bytes = sum(r.instances, (i) => i.bytesFromRedis);
     const cpu = sum(r.instances, (i) => i.cpuMs);
+    const idle = sum(r.instances, (i) => i.idleCpuMsPerSecond) * w;
     const parts = r.instances[0].partitionsRead === null ? "1 (one stream)" : `${fmt(sum(r.instances, (i) => i.partitionsRead) / n, 1)} of ${r.partitions}`;
     lines.push(
-      `| ${r.label} | ${fmt(r.publishedPerSecond)} | ${parts} | ${fmt(read / n / w)} | ${fmt(delivered / n / w)} | ${fmt(read / delivered, 1)} | ${fmt(bytes / n / w / 1024, 1)} | ${fmt(bytes / delivered)} | ${fmt(cpu / n / w, 1)} | ${fmt((cpu * 1000) / read, 1)} | ${fmt(r.redis.cpuMs / w, 1)} | ${fmt(r.redis.netOut / w / 1024, 1)} | ${sum(r.instances, (i) => i.lost)} / ${sum(r.instances, (i) => i.extra)} |`,
+      `| ${r.label} | ${fmt(r.publishedPerSecond)} | ${parts} | ${fmt(read / n / w)} | ${fmt(delivered / n / w)} | ${fmt(read / delivered, 1)} | ${fmt(bytes / n / w / 1024, 1)} | ${fmt(bytes / delivered)} | ${fmt(cpu / n / w, 1)} (idle ${fmt(idle / n / w, 1)}) | ${fmt(((cpu - idle) * 1000) / read, 1)} | ${fmt(r.redis.cpuMs / w, 1)} | ${fmt(r.redis.netOut / w / 1024, 1)} | ${sum(r.instances, (i) => i.lost)} / ${sum(r.instances, (i) => i.extra)} / ${r.failedPublishes} |`,
     );
   }
   lines.push(
     "",
-    "Redis figures are for the whole server (instances and the publisher, which runs in the bench process); the window runs from the first publish until every subscriber had every event of its topics.",
+    "Redis per published event (whole server; µs are Redis's own per-command timings, `INFO commandstats`):",
+    "",
+    "| run | Redis CPU µs | out bytes | in bytes | publish scripts (EVALSHA/EVAL) µs each | presence HSETs per published event |",
+    "|---|---:|---:|---:|---:|---:|",
+  );
+  for (const r of results) {
+    if (r.skipped) continue;
+    const cs = r.redis.commandStats;
+    const scripts = ["evalsha", "eval"].map((c) => cs[c] ?? { calls: 0, usec: 0 });
+    const calls = scripts[0].calls + scripts[1].calls;
+    const usec = scripts[0].usec + scripts[1].usec;
+    lines.push(
+      `| ${r.label} | ${fmt((r.redis.cpuMs * 1000) / r.published, 1)} | ${fmt(r.redis.netOut / r.published)} | ${fmt(r.redis.netIn / r.published)} | ${fmt(usec / calls, 1)} | ${fmt((cs.hset?.calls ?? 0) / r.published, 2)} |`,
+    );
+  }
+  if (results.some((r) => !r.skipped && r.redisNodes.length > 1)) {
+    lines.push("", "Per Redis Cluster node (CPU ms/s, out KiB/s, commands/s):", "", "| run | " + "node | ".repeat(3).trim(), "|---|---|---|---|");
+    for (const r of results) {
+      if (r.skipped) continue;
+      const w = r.windowSeconds;
+      lines.push(`| ${r.label} | ${r.redisNodes.map((n) => `${fmt(n.cpuMs / w, 1)} ms/s, ${fmt(n.netOut / w / 1024, 1)} KiB/s, ${fmt(n.commands / w)}/s`).join(" | ")} |`);
+    }
+  }
+  if (fanouts.length > 0) {
+    lines.push(
+      "",
+      `Fan-out: one stream, N connections reading its channel (the publisher's broker and N − 1 bare subscribers), ${fmt(RATE * 3)} events published as fast as Redis answers (${MAX_INFLIGHT} in flight):`,
+      "",
+      "| readers N | Redis CPU µs per published event | Redis out bytes per published event | in bytes per published event |",
+      "|---:|---:|---:|---:|",
+      ...fanouts.map((f) => `| ${f.readers} | ${fmt(f.cpuUsPerEvent, 1)} | ${fmt(f.outBytesPerEvent)} | ${fmt(f.inBytesPerEvent)} |`),
+    );
+    if (fanouts.length >= 2) {
+      const [a, b] = [fanouts[0], fanouts[fanouts.length - 1]];
+      const slope = (b.cpuUsPerEvent - a.cpuUsPerEvent) / (b.readers - a.readers);
+      lines.push("", `Slope: ${fmt(slope, 2)} µs of Redis CPU and ${fmt((b.outBytesPerEvent - a.outBytesPerEvent) / (b.readers - a.readers))} bytes out per extra reader per event; fixed part ≈ ${fmt(a.cpuUsPerEvent - slope * a.readers, 1)} µs.`);
+    }
+  }
+  lines.push(
+    "",
+    "Redis figures are for the whole server (instances and the publisher, which runs in the bench process); the window runs from the first publish until every subscriber had every event of its topics. " +
+      "A failed publish (rejected, e.g. after `publishTimeout`) may still have been stored: its deliveries show as extra.",
     "",
   );
   return lines.join("\n");
@@ -493,14 +643,21 @@ async function main() {
       const delivered = sum(r.instances, (i) => i.eventsDelivered) / r.instances.length;
       console.log(
         `${r.label}: ${fmt(r.published)} published; per instance ${fmt(read)} read, ${fmt(delivered)} delivered, ` +
-          `lost ${sum(r.instances, (i) => i.lost)}, extra ${sum(r.instances, (i) => i.extra)} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+          `lost ${sum(r.instances, (i) => i.lost)}, extra ${sum(r.instances, (i) => i.extra)}, failed publishes ${r.failedPublishes} ` +
+          `${JSON.stringify(r.publishErrors)} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
       );
     }
   }
+  const fanouts = [];
+  for (const readers of flags.fanout.split(",").filter(Boolean).map(Number)) {
+    const f = await fanout(readers, lib);
+    fanouts.push(f);
+    console.log(`fan-out to ${readers} readers: Redis ${fmt(f.cpuUsPerEvent, 1)} µs CPU and ${fmt(f.outBytesPerEvent)} bytes out per published event`);
+  }
   meta.loadAfter = os.loadavg();
   fs.mkdirSync(path.dirname(flags.out), { recursive: true });
-  fs.writeFileSync(flags.out + ".json", JSON.stringify({ meta, options: { TOPICS, INSTANCES, ONLINE, PER_CONN, RATE, SECONDS, PAYLOAD }, results }, null, 2) + "\n");
-  const md = markdown(meta, results);
+  fs.writeFileSync(flags.out + ".json", JSON.stringify({ meta, options: { TOPICS, INSTANCES, ONLINE, PER_CONN, RATE, SECONDS, PAYLOAD, cluster: flags.cluster }, results, fanouts }, null, 2) + "\n");
+  const md = markdown(meta, results, fanouts);
   fs.writeFileSync(flags.out + ".md", md);
   console.log("\n" + md);
 }

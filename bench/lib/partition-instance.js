@@ -5,8 +5,8 @@
  * on a free port, so each instance has its own pid (its CPU time and its
  * sockets to Redis are measured from outside, per process).
  *
- * Config comes as JSON in PARTITION_INSTANCE: { url, key, secret, broker }
- * (`broker`: extra RedisBroker options, e.g. `partitions`). Messages:
+ * Config comes as JSON in PARTITION_INSTANCE: { key, secret, broker }
+ * (`broker`: RedisBroker options: `url` or `cluster`, `partitions`). Messages:
  * parent → "stats" → { router, broker (per-partition counters), cpu };
  * startup → { port } or { error }.
  * Not a general server: the bench is its only user.
@@ -23,7 +23,7 @@ async function main() {
   const cfg = JSON.parse(process.env.PARTITION_INSTANCE);
   let broker;
   try {
-    broker = createRedisBroker({ url: cfg.url, key: cfg.key, log: null, ...cfg.broker });
+    broker = createRedisBroker({ key: cfg.key, log: null, ...cfg.broker });
   } catch (err) {
     // e.g. `partitions` on a build without partitioning: the bench reports the run as skipped.
     process.send({ error: err.message });
