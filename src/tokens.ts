@@ -320,6 +320,56 @@ export interface TokenRules {
   readonly clockSkew: number;
   /** Longer tokens are refused before any decoding. */
   readonly maxLength: number;
+  /**
+   * Shed long tokens unverified while failed verifications of long tokens
+   * exceed their CPU budget (see {@link InvalidTokenBudget}); the opener then
+   * throws `over_capacity`. For subscribe tokens, which anyone can send.
+   */
+  readonly shedWhenFlooded?: boolean;
+}
+
+/**
+ * Tokens up to this many characters are always verified: ~15 µs each at
+ * 200 characters, no more than the HTTP request around them, and most
+ * subscribe tokens (a few topics) are that short.
+ */
+export const ALWAYS_VERIFIED_LENGTH = 1024;
+/** Milliseconds per second (5 % of a core) that failed verifications of long tokens may use. */
+export const INVALID_TOKEN_BUDGET_MS = 50;
+
+/**
+ * Admission control for the CPU that forged tokens cost (issue 15). A
+ * forged token at the subscribe cap (4,096 characters) needs a full base62
+ * decode and an AEAD pass to be refused (~0.15–0.25 ms, the same as a
+ * genuine one: nothing cheaper can tell them apart), so a flood of them eats
+ * the core that delivers events. Time spent on *failed* verifications of
+ * long tokens is charged to a bucket that refills at
+ * {@link INVALID_TOKEN_BUDGET_MS} per second (that much burst); while it is
+ * empty, long tokens are refused without being read: the router answers
+ * them as it sheds any connection (EventSource: `200` + `retry:`, others
+ * `503` + `Retry-After`). Short tokens are always verified, so subscribers
+ * with ordinary tokens never notice a flood; subscribers with long genuine
+ * tokens are shed with the flood while it lasts, and come back after it.
+ * Genuine long tokens never drain the bucket.
+ */
+export class InvalidTokenBudget {
+  private level = INVALID_TOKEN_BUDGET_MS;
+  private refilled = performance.now();
+
+  /** True if a long token may be verified now. */
+  allows(now: number): boolean {
+    if (this.level <= 0) {
+      this.level = Math.min(INVALID_TOKEN_BUDGET_MS, this.level + ((now - this.refilled) / 1000) * INVALID_TOKEN_BUDGET_MS);
+      this.refilled = now;
+    }
+    return this.level > 0;
+  }
+
+  /** Charges `ms` spent on a failed verification. */
+  charge(ms: number, now: number): void {
+    this.level = Math.min(INVALID_TOKEN_BUDGET_MS, this.level + ((now - this.refilled) / 1000) * INVALID_TOKEN_BUDGET_MS) - ms;
+    this.refilled = now;
+  }
 }
 
 /**
@@ -333,9 +383,25 @@ export function createTokenOpener(key: Uint8Array): (rules: TokenRules) => (toke
   return (rules) => {
     const ttl = rules.ttl;
     const options = { ttl: ttl > 0 ? ttl : undefined, maxFuture: rules.clockSkew, maxLength: rules.maxLength };
-    return (token) => {
+    const open = (token: string): OpenedToken => {
       const { payload, timestamp } = codec.decode(token, options);
       return { payload, expiresAt: ttl > 0 ? (timestamp + ttl + 1) * 1000 : undefined };
+    };
+    if (rules.shedWhenFlooded !== true) return open;
+    const budget = new InvalidTokenBudget();
+    return (token) => {
+      // Over maxLength is refused by the codec at once, whatever the budget.
+      if (typeof token !== "string" || token.length <= ALWAYS_VERIFIED_LENGTH || token.length > rules.maxLength) return open(token);
+      const start = performance.now();
+      if (!budget.allows(start)) {
+        throw new SseError("over_capacity", "too many invalid long tokens lately; retry later");
+      }
+      try {
+        return open(token);
+      } catch (err) {
+        budget.charge(performance.now() - start, performance.now());
+        throw err;
+      }
     };
   };
 }
