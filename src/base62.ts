@@ -8,7 +8,9 @@
  * O(n²) in the token length — ~110 ms for an 11,000-character token, which
  * made every forged long token a cheap CPU-exhaustion attack (issue 8).
  *
- * Here the conversion is divide-and-conquer on native BigInts:
+ * Up to 256 digits (most subscribe tokens) decoding is a schoolbook on
+ * machine words (decodeShort, below). Longer texts use divide-and-conquer
+ * on native BigInts:
  *  - decode: the string is cut into 8-character chunks (62^8 < 2^53, so each
  *    chunk is an exact Number), then halves are joined as `hi * 62^m + lo`.
  *    V8 multiplies big BigInts with Karatsuba, so the whole decode costs
@@ -41,8 +43,8 @@ const CHUNK_BITS = CHUNK * Math.log2(62);
 /** Below ~34 64-bit digits V8 multiplies schoolbook; operand balance does not matter. */
 const KARATSUBA_BITS = 2048;
 
-/** char code -> digit value, or -1. */
-const DIGIT = new Int8Array(128).fill(-1);
+/** char code (< 128) -> digit value, or -1. */
+export const DIGIT = new Int8Array(128).fill(-1);
 for (let i = 0; i < 62; i++) DIGIT[BASE62_ALPHABET.charCodeAt(i)] = i;
 /** digit value -> ASCII code. */
 const ASCII = Uint8Array.from(BASE62_ALPHABET, (c) => c.charCodeAt(0));

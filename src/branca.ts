@@ -20,7 +20,7 @@
  * npm `branca` stays as the test oracle (__tests__/branca.test.ts).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { BASE62_ALPHABET, base62DecodeUnsafe, base62Encode } from "./base62";
+import { DIGIT, base62DecodeUnsafe, base62Encode } from "./base62";
 import { SseError } from "./errors";
 
 export const BRANCA_VERSION = 0xba;
@@ -93,8 +93,6 @@ function checkTime(min: number, max: number, opts: BrancaDecodeOptions): void {
 const LOG2_62 = Math.log2(62);
 /** Leading digits read for the bounds: 62^8 < 2^53, so their value is exact. */
 const PREFIX_DIGITS = 8;
-const DIGIT_VALUE = new Int8Array(128).fill(-1);
-for (let i = 0; i < 62; i++) DIGIT_VALUE[BASE62_ALPHABET.charCodeAt(i)] = i;
 
 /** What the first characters and the length of a token say about its first 5 bytes. */
 export interface HeaderBounds {
@@ -132,7 +130,7 @@ export function headerBounds(token: string): HeaderBounds | undefined {
   let prefix = 0;
   for (let i = 0; i < k; i++) {
     const code = token.charCodeAt(i);
-    const d = code < 128 ? DIGIT_VALUE[code]! : -1;
+    const d = code < 128 ? DIGIT[code]! : -1;
     if (d < 0) return undefined;
     prefix = prefix * 62 + d;
   }
