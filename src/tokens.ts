@@ -344,8 +344,8 @@ export const INVALID_TOKEN_BUDGET_MS = 50;
  * genuine one: nothing cheaper can tell them apart), so a flood of them eats
  * the core that delivers events. Time spent on *failed* verifications of
  * long tokens is charged to a bucket that refills at
- * {@link INVALID_TOKEN_BUDGET_MS} per second (that much burst); while it is
- * empty, long tokens are refused without being read: the router answers
+ * {@link INVALID_TOKEN_BUDGET_MS} per second (that much burst); once it is
+ * empty, and until it is full again, long tokens are refused without being read: the router answers
  * them as it sheds any connection (EventSource: `200` + `retry:`, others
  * `503` + `Retry-After`). Short tokens are always verified, so subscribers
  * with ordinary tokens never notice a flood; subscribers with long genuine
@@ -355,20 +355,32 @@ export const INVALID_TOKEN_BUDGET_MS = 50;
 export class InvalidTokenBudget {
   private level = INVALID_TOKEN_BUDGET_MS;
   private refilled = performance.now();
+  /**
+   * Once spent, long tokens are shed until the bucket is full again (1 s
+   * after the last failure): no flapping between one verification per
+   * trickle of refill and shedding, and a clear "flood is over" moment.
+   */
+  private shedding = false;
+
+  private refill(now: number): void {
+    this.level = Math.min(INVALID_TOKEN_BUDGET_MS, this.level + ((now - this.refilled) / 1000) * INVALID_TOKEN_BUDGET_MS);
+    this.refilled = now;
+  }
 
   /** True if a long token may be verified now. */
   allows(now: number): boolean {
-    if (this.level <= 0) {
-      this.level = Math.min(INVALID_TOKEN_BUDGET_MS, this.level + ((now - this.refilled) / 1000) * INVALID_TOKEN_BUDGET_MS);
-      this.refilled = now;
+    if (this.shedding) {
+      this.refill(now);
+      this.shedding = this.level < INVALID_TOKEN_BUDGET_MS;
     }
-    return this.level > 0;
+    return !this.shedding;
   }
 
   /** Charges `ms` spent on a failed verification. */
   charge(ms: number, now: number): void {
-    this.level = Math.min(INVALID_TOKEN_BUDGET_MS, this.level + ((now - this.refilled) / 1000) * INVALID_TOKEN_BUDGET_MS) - ms;
-    this.refilled = now;
+    this.refill(now);
+    this.level -= ms;
+    if (this.level <= 0) this.shedding = true;
   }
 }
 
