@@ -21,6 +21,10 @@ beforeAll(async () => {
   const conn = new Redis(replica.url);
   conns.push(conn);
   await waitFor(async () => /master_link_status:up/.test(await conn.info("replication")), 20_000, "the replica in sync");
+  // The primary's side too: WAIT counts only replicas it sees online.
+  const onPrimary = new Redis(primary.url);
+  conns.push(onPrimary);
+  await waitFor(async () => /slave0:.*state=online/.test(await onPrimary.info("replication")), 20_000, "the primary seeing its replica online");
 }, 40_000);
 afterAll(async () => {
   if (replica?.pid !== undefined) process.kill(replica.pid, "SIGCONT");
@@ -31,7 +35,7 @@ afterAll(async () => {
 });
 
 test("publish resolves once a replica has the batch; with the replica paused it is 503, and the retry with its key appends nothing", async () => {
-  broker = new RedisBroker({ url: primary.url, key: "wait", waitReplicas: 1, publishTimeout: 2000, log: null });
+  broker = new RedisBroker({ url: primary.url, key: "wait", waitReplicas: 1, publishTimeout: 8000, log: null });
   await broker.start(() => undefined);
   const onReplica = new Redis(replica.url);
   conns.push(onReplica);
@@ -52,4 +56,4 @@ test("publish resolves once a replica has the batch; with the replica paused it 
   const onPrimary = new Redis(primary.url);
   conns.push(onPrimary);
   expect((await onPrimary.xrange("wait", "-", "+")).map(([, fields]) => fields[fields.indexOf("d") + 1])).toEqual(["1", "2"]);
-}, 30_000);
+}, 60_000);
