@@ -11,7 +11,7 @@ import net from "node:net";
 import path from "node:path";
 import { encode } from "@msgpack/msgpack";
 import { brancaEncode } from "../src/branca";
-import { README_MARKERS, SETTINGS, renderMarkdown } from "../src/cli-options";
+import { README_MARKERS, SETTINGS, renderMarkdown } from "../src/cli/config";
 import { parseSecret } from "../src/options";
 import { createPublisher } from "../src/publisher";
 import { submitToken, subscribeToken } from "../src/tokens";

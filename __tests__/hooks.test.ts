@@ -8,7 +8,7 @@ import { encode } from "@msgpack/msgpack";
 import request from "supertest";
 import { brancaEncode } from "../src/branca";
 import { SseError } from "../src/errors";
-import { parseSettings } from "../src/cli-options";
+import { parseSettings } from "../src/cli/config";
 import { createSseRouter } from "../src/router";
 import type { SubscribeInfo, UnsubscribeReason } from "../src/sessions";
 import { subscribeToken } from "../src/tokens";

@@ -5,7 +5,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { README_MARKERS, renderMarkdown } from "../src/cli-options";
+import { README_MARKERS, renderMarkdown } from "../src/cli/config";
 
 export function withRenderedSettings(readme: string): string {
   const start = readme.indexOf(README_MARKERS.start);

@@ -9,10 +9,10 @@
  * rule per option, in one place); this module only turns text into values.
  */
 import os from "node:os";
-import { SseError } from "./errors";
-import { LOG_LEVELS, type LogLevel } from "./logger";
-import { DEFAULTS, resolveOptions, type SseRouterOptions } from "./options";
-import type { RedisBrokerOptions } from "./redis";
+import { SseError } from "../errors";
+import { LOG_LEVELS, type LogLevel } from "../logger";
+import { DEFAULTS, resolveOptions, type SseRouterOptions } from "../options";
+import type { RedisBrokerOptions } from "../redis";
 
 /** Router options an operator can set from the environment or flags. */
 export type CliRouterOptions = Omit<SseRouterOptions, "secret" | "broker" | "logger">;

@@ -27,14 +27,14 @@ import {
   sentinelOptions,
   type CliRouterOptions,
   type ServerSettings,
-} from "./cli-options";
-import { RESPONSE_ERROR_CODE, SseError } from "./errors";
-import { createConsoleLogger, type Logger } from "./logger";
-import { DEFAULTS } from "./options";
-import { parseSecret } from "./validate";
-import type { Broker } from "./broker";
-import type * as RedisModule from "./redis";
-import { createSseRouter, refusePipelined, type SseRouter } from "./router";
+} from "./config";
+import { RESPONSE_ERROR_CODE, SseError } from "../errors";
+import { createConsoleLogger, type Logger } from "../logger";
+import { DEFAULTS } from "../options";
+import { parseSecret } from "../validate";
+import type { Broker } from "../broker";
+import type * as RedisModule from "../redis";
+import { createSseRouter, refusePipelined, type SseRouter } from "../router";
 
 export interface ServerConfig extends Omit<ServerSettings, "workers"> {
   secret: string;
@@ -60,7 +60,7 @@ export function commandOf(argv: readonly string[]): "help" | "version" | "serve"
 
 /** The package version, from the package.json next to dist/ (and src/). */
 export function packageVersion(): string {
-  return (require("../package.json") as { version: string }).version;
+  return (require("../../package.json") as { version: string }).version;
 }
 
 /** Reads flags and environment into a config, or throws with a clear message. */
@@ -215,7 +215,7 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
   let routerOptions = config.router;
   if (config.redisUrl !== undefined) {
     // Loaded only when asked for, so ioredis stays optional.
-    const { createRedisBroker } = require("./redis") as typeof RedisModule;
+    const { createRedisBroker } = require("../redis") as typeof RedisModule;
     // History and idempotency belong to the broker: with Redis they go to it, not to the router.
     const { historyBytes, historyAge, idempotencyWindow, ...rest } = config.router;
     if (historyBytes !== undefined) logger.warn("SSE_HISTORY_BYTES applies to the in-memory broker only; with Redis, history is bounded by entries and SSE_HISTORY_AGE");
