@@ -1,6 +1,6 @@
 /**
  * Rewrites the README's standalone-server settings table from the one table
- * in src/cli-options.ts (`npm run docs:cli`). __tests__/cli.test.ts fails
+ * in src/cli/config.ts (`npm run docs:cli`). __tests__/cli.test.ts fails
  * when the README and the code differ, so run this after adding a row.
  */
 import { readFileSync, writeFileSync } from "node:fs";
