@@ -232,7 +232,7 @@ describe("standalone server: headersTimeout and requestTimeout", () => {
 
     // The stream is older than both cut requests, so it outlived requestTimeout.
     expect(stream.ended).toBe(false);
-    await running.router.publish([{ topic: "long", event: "still", data: "here" }]);
+    await running.hub.publish([{ topic: "long", event: "still", data: "here" }]);
     await stream.until((t) => t.includes("event:still"));
     expect(parseEvents(stream.text).map((e) => e.data)).toEqual(["here"]);
     stream.close();

@@ -7,9 +7,12 @@ import { DEFAULT_LOGGER, type Logger } from "./logger";
 import { integerOption, invalid, parseSecret, rejectUnknownKeys } from "./validate";
 
 export { integerOption, parseSecret };
+
+/** The options of {@link createSseRouter}: the same as the core's {@link SseHubOptions}. */
+export type SseRouterOptions = SseHubOptions;
 import type { SubscribeHook, UnsubscribeHook } from "./sessions";
 
-export interface SseRouterOptions {
+export interface SseHubOptions {
   /**
    * Shared secret: 32 bytes, as 64 hex characters or a `Buffer`/`Uint8Array`.
    * The same secret the backends use to mint tokens. Required.
@@ -308,7 +311,7 @@ function resolveCors(value: SseRouterOptions["cors"]): ResolvedOptions["cors"] {
   return invalid('cors must be "*", false, or an array of origins such as ["https://app.example"]');
 }
 
-export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
+export function resolveOptions(options: SseHubOptions): ResolvedOptions {
   if (options === null || typeof options !== "object") invalid("options object with a `secret` is required");
   rejectUnknownKeys("createSseRouter", options, OPTION_KEYS);
   const tokenCookie = options.tokenCookie;

@@ -8,7 +8,7 @@
  * mount → config):
  * - config.ts: the settings table (parsing, `--help`, the README section) and
  *   the checked {@link ServerConfig};
- * - mount.ts: the request listener (the router under `BASE_PATH`, access log, 404);
+ * - mount.ts: the request listener (the core's hub under `BASE_PATH`, access log, 404);
  * - lifecycle.ts: listening (HTTP/1.1, or TLS with HTTP/2), connection
  *   tracking, graceful close on SIGTERM/SIGINT with a deadline;
  * - cluster.ts: `WORKERS` (primary and workers).

@@ -14,14 +14,14 @@ import { SseError } from "../errors";
 import type { Logger } from "../logger";
 import { DEFAULTS } from "../options";
 import type * as RedisModule from "../redis";
-import { createSseRouter, type SseRouter } from "../router";
+import { createSseHub, type SseHub } from "../core";
 import { SENTINEL_SCHEME, SERVER_TIMEOUTS, loadTls, loggerFor, redactRedisUrl, sentinelOptions, type ServerConfig } from "./config";
 import { mountAt } from "./mount";
 
 export interface RunningServer {
   /** An `http2.Http2SecureServer` (HTTP/2 and HTTP/1.1) with TLS settings, else an `http.Server`. */
   server: http.Server | http2.Http2SecureServer;
-  router: SseRouter;
+  hub: SseHub;
   url: string;
   close(): Promise<void>;
 }
@@ -29,7 +29,7 @@ export interface RunningServer {
 /** Starts the standalone server; resolves once it listens. */
 export async function startServer(config: ServerConfig, logger: Logger = loggerFor(config)): Promise<RunningServer> {
   const headersTimeout = config.headersTimeout ?? SERVER_TIMEOUTS.headersTimeout;
-  // Past the router's own body timeout, so its JSON 408 comes first.
+  // Past the hub's own body timeout, so its JSON 408 comes first.
   const requestTimeout = config.requestTimeout ?? headersTimeout + (config.router.bodyTimeout || DEFAULTS.bodyTimeout);
   if (!(Number.isInteger(headersTimeout) && headersTimeout > 0 && Number.isInteger(requestTimeout) && requestTimeout >= headersTimeout)) {
     throw new SseError("invalid_option", `headersTimeout and requestTimeout must be positive integers (ms), requestTimeout at least headersTimeout; got ${headersTimeout} and ${requestTimeout}`);
@@ -40,7 +40,7 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
   if (config.redisUrl !== undefined) {
     // Loaded only when asked for, so ioredis stays optional.
     const { createRedisBroker } = require("../redis") as typeof RedisModule;
-    // History and idempotency belong to the broker: with Redis they go to it, not to the router.
+    // History and idempotency belong to the broker: with Redis they go to it, not to the hub.
     const { historyBytes, historyAge, idempotencyWindow, ...rest } = config.router;
     if (historyBytes !== undefined) logger.warn("SSE_HISTORY_BYTES applies to the in-memory broker only; with Redis, history is bounded by entries and SSE_HISTORY_AGE");
     routerOptions = rest;
@@ -52,14 +52,14 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
     });
     broker = redisBroker;
   }
-  const router = createSseRouter({ ...routerOptions, secret: config.secret, broker, logger });
+  const hub = createSseHub({ ...routerOptions, secret: config.secret, broker, logger });
   // Listen only once this instance follows the shared stream, so nothing
   // submitted elsewhere after our startup line is missed here. If Redis is
   // not there yet, start anyway: /submit answers 503 until it is.
   if (redisBroker !== undefined && !(await redisBroker.waitUntilReady(5000))) {
     logger.warn(`Redis at ${redactRedisUrl(config.redisUrl!)} is not reachable yet; /submit answers 503 until it is`);
   }
-  const listener = mountAt(config.basePath, router, config.accessLog ? logger : undefined);
+  const listener = mountAt(config.basePath, hub, config.accessLog ? logger : undefined);
   const tlsFiles = loadTls(config);
   const connectionsCheckingInterval = Math.min(SERVER_TIMEOUTS.connectionsCheckingInterval, headersTimeout);
   let server: http.Server | http2.Http2SecureServer;
@@ -67,9 +67,9 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
     server = http.createServer({ headersTimeout, requestTimeout, connectionsCheckingInterval }, listener);
   } else {
     // HTTP/2 by ALPN, HTTP/1.1 for clients that do not offer h2, one port.
-    // The same listener serves both: Node's compat request/response have the
-    // calls the router uses (see router.ts for where HTTP/2 differs).
-    server = http2.createSecureServer({ ...tlsFiles, allowHTTP1: true }, listener as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+    // The same listener serves both: the hub's handlers take either kind of
+    // request and response (see src/core/sse-hub.ts for where HTTP/2 differs).
+    server = http2.createSecureServer({ ...tlsFiles, allowHTTP1: true }, listener);
     // The HTTP/1 side's timeouts are properties here, not options (Node 20),
     // and keepAliveTimeout is not set at all: without it an idle HTTP/1.1
     // connection would stay open for good. 5 s, http.Server's default.
@@ -142,7 +142,7 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
       server.listen(config.port, config.host, () => resolve());
     });
   } catch (err) {
-    await router.close();
+    await hub.close();
     await broker?.close();
     throw err;
   }
@@ -152,14 +152,14 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
   const url = `${tlsFiles === undefined ? "http" : "https"}://${host.includes(":") ? `[${host}]` : host}:${port}${config.basePath === "/" ? "" : config.basePath}`;
   return {
     server,
-    router,
+    hub,
     url,
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         // Ends every stream; each stream's socket closes once its last chunk
         // is flushed (streams are never kept alive).
-        await router.close();
+        await hub.close();
         // Close every connection that is not answering a request now, and each
         // of the others as soon as its response is sent, instead of waiting
         // for keep-alive timeouts or for requests a closing server could only
@@ -203,7 +203,7 @@ export function stopOnSignals(running: RunningServer, logger: Logger, who = ""):
   const stop = (reason: string) => {
     if (stopping) return;
     stopping = true;
-    const streams = running.router.stats.subscribers;
+    const streams = running.hub.stats.subscribers;
     logger.info(`${who}${reason}, closing ${streams} streams`);
     // A second signal, or a stuck close, must not keep the process alive.
     setTimeout(() => process.exit(1), closeDeadline(streams)).unref();
