@@ -104,19 +104,20 @@ describe("sse:presence events", () => {
     // The watcher counts itself: it is a subscriber of both topics.
     await watcher.until((t) => t.includes('data:{"room":2,"lobby":1}'));
 
-    // 20 joins at once: coalesced into one or two events (a tick may fall inside the burst), never 20.
+    /** The bound above, for everything the watcher has received so far. */
+    const atMostOnePerSecond = () => expect(log().length).toBeLessThanOrEqual(Math.floor((performance.now() - started) / 900) + 1); // 10 % for clock granularity
+
+    // 20 joins at once: coalesced (one event per tick the burst spans, however long the machine makes it), never 20.
     await Promise.all(Array.from({ length: 20 }, () => open(subscribeToken(SECRET, ["room"]))));
     await watcher.until((t) => t.includes('data:{"room":22,"lobby":1}'));
-    const afterBurst = log().length;
-    expect(afterBurst).toBeGreaterThanOrEqual(2);
-    expect(afterBurst).toBeLessThanOrEqual(4);
+    expect(log().length).toBeGreaterThanOrEqual(2);
+    atMostOnePerSecond();
 
     // One leaves, one joins lobby: one more event with both counts.
     streams[2]!.close();
     await open(subscribeToken(SECRET, ["lobby"]));
     await watcher.until((t) => t.includes('data:{"room":21,"lobby":2}'));
-    const seconds = (performance.now() - started) / 1000;
-    expect(log().length).toBeLessThanOrEqual(Math.floor(seconds / 0.9) + 1); // 10 % for clock granularity
+    atMostOnePerSecond();
     // Unchanged counts are never sent twice in a row.
     const data = log().map((e) => e.data);
     for (let i = 1; i < data.length; i++) expect(data[i]).not.toBe(data[i - 1]);
