@@ -55,8 +55,7 @@ describe.each([
   );
 
   test("a small event in a quiet stream is not held for a compression window", async () => {
-    const s = new RawStream(url(["quiet"]), { "Accept-Encoding": "gzip" });
-    await s.until((t) => t === ":\n\n");
+    const s = await RawStream.open(url(["quiet"]), { "Accept-Encoding": "gzip" });
     // Nothing else flows after it (heartbeats are 30 s apart): a buffering
     // compressor would keep these few bytes until the wait gives up.
     await srv.router.publish([{ topic: "quiet", event: "x", data: "" }]);
@@ -65,8 +64,7 @@ describe.each([
   });
 
   test("many events through the middleware: all of them, in order", async () => {
-    const s = new RawStream(url(["many"]), { "Accept-Encoding": "gzip" });
-    await s.until((t) => t === ":\n\n");
+    const s = await RawStream.open(url(["many"]), { "Accept-Encoding": "gzip" });
     const n = 500;
     for (let i = 0; i < n; i += 50) {
       await srv.router.publish(Array.from({ length: 50 }, (_, j) => ({ topic: "many", event: "e", data: `${i + j} ${"x".repeat(200)}` })));
@@ -78,8 +76,7 @@ describe.each([
 
   test("a client that goes away is removed, as without the middleware", async () => {
     const before = srv.router.stats.disconnects.client;
-    const s = new RawStream(url(["gone"]), { "Accept-Encoding": "gzip" });
-    await s.until((t) => t === ":\n\n");
+    const s = await RawStream.open(url(["gone"]), { "Accept-Encoding": "gzip" });
     s.close();
     await eventually(() => srv.router.stats.disconnects.client === before + 1, 5000, "client disconnect");
   });
@@ -96,8 +93,7 @@ describe.each([
   });
 
   test("POST /submit and errors work behind the middleware", async () => {
-    const s = new RawStream(url(["sub"]), { "Accept-Encoding": "gzip" });
-    await s.until((t) => t === ":\n\n");
+    const s = await RawStream.open(url(["sub"]), { "Accept-Encoding": "gzip" });
     const ok = await request(srv.server)
       .post("/sse/submit")
       .set("Accept-Encoding", "gzip")
