@@ -30,9 +30,9 @@ export default defineConfig([
   { ...nodeLibrary, entry: { core: "src/core/index.ts" } },
   {
     ...nodeLibrary,
-    entry: { redis: "src/redis/index.ts" },
+    entry: { redis: "src/brokers/redis/index.ts" },
     // ioredis is loaded with `require` in a try, so that a missing ioredis
-    // says to install it (src/redis/connection.ts). ES modules have no
+    // says to install it (src/brokers/redis/connection.ts). ES modules have no
     // `require`: the ESM build gets one from createRequire, resolving from
     // dist/ as `import` would.
     banner: ({ format }) =>

@@ -12,7 +12,7 @@ import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import { startServer as startStandalone, type RunningServer, type ServerConfig } from "../src/cli";
-import { createSseRouter } from "../src/router";
+import { createSseRouter } from "../src/adapters/express";
 import { submitToken, subscribeToken } from "../src/tokens";
 import { RawStream, SECRET, parseEvents, startServer, type TestServer } from "./helpers/sse";
 

@@ -2,7 +2,7 @@
  * Every option of {@link createSseRouter}, typed in one interface and resolved
  * (defaults applied, validated) exactly once by {@link resolveOptions}.
  */
-import { MEMORY_BROKER_DEFAULTS, type Broker } from "./broker";
+import { MEMORY_BROKER_DEFAULTS, type Broker } from "./brokers/broker";
 import { DEFAULT_LOGGER, type Logger } from "./logger";
 import { integerOption, invalid, parseSecret, rejectUnknownKeys } from "./validate";
 
@@ -10,7 +10,7 @@ export { integerOption, parseSecret };
 
 /** The options of {@link createSseRouter}: the same as the core's {@link SseHubOptions}. */
 export type SseRouterOptions = SseHubOptions;
-import type { SubscribeHook, UnsubscribeHook } from "./sessions";
+import type { SubscribeHook, UnsubscribeHook } from "./core/sessions";
 
 export interface SseHubOptions {
   /**

@@ -4,7 +4,7 @@
  * Express.
  */
 import express, { type Router } from "express";
-import type { PublishOptions } from "../broker";
+import type { PublishOptions } from "../brokers/broker";
 import type { SseError } from "../errors";
 import type { SseRouterOptions } from "../options";
 import type { PublishEventInput } from "../tokens";

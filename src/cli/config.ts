@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { SseError } from "../errors";
 import { createConsoleLogger, LOG_LEVELS, type LogLevel, type Logger } from "../logger";
 import { DEFAULTS, resolveOptions, type SseRouterOptions } from "../options";
-import type { RedisBrokerOptions } from "../redis";
+import type { RedisBrokerOptions } from "../brokers/redis";
 import { parseSecret } from "../validate";
 
 /** Router options an operator can set from the environment or flags. */

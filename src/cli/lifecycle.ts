@@ -9,11 +9,11 @@ import http from "node:http";
 import http2 from "node:http2";
 import type { Socket } from "node:net";
 import type tls from "node:tls";
-import type { Broker } from "../broker";
+import type { Broker } from "../brokers/broker";
 import { SseError } from "../errors";
 import type { Logger } from "../logger";
 import { DEFAULTS } from "../options";
-import type * as RedisModule from "../redis";
+import type * as RedisModule from "../brokers/redis";
 import { createSseHub, type SseHub } from "../core";
 import { SENTINEL_SCHEME, SERVER_TIMEOUTS, loadTls, loggerFor, redactRedisUrl, sentinelOptions, type ServerConfig } from "./config";
 import { mountAt } from "./mount";
@@ -39,7 +39,7 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
   let routerOptions = config.router;
   if (config.redisUrl !== undefined) {
     // Loaded only when asked for, so ioredis stays optional.
-    const { createRedisBroker } = require("../redis") as typeof RedisModule;
+    const { createRedisBroker } = require("../brokers/redis") as typeof RedisModule;
     // History and idempotency belong to the broker: with Redis they go to it, not to the hub.
     const { historyBytes, historyAge, idempotencyWindow, ...rest } = config.router;
     if (historyBytes !== undefined) logger.warn("SSE_HISTORY_BYTES applies to the in-memory broker only; with Redis, history is bounded by entries and SSE_HISTORY_AGE");

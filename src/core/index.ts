@@ -23,10 +23,10 @@ export {
   type ReplayOptions,
   type ReplayResult,
   type ResetReason,
-} from "../broker";
-export { frameEvent, HEARTBEAT } from "../frame";
-export type { HubStats, DisconnectReason } from "../hub";
-export type { SubscribeInfo, SubscribeHook, UnsubscribeHook, UnsubscribeReason } from "../sessions";
-export type { AdmissionStats, ShedReason } from "../admission";
-export type { WebhookNotice, WebhookStats } from "../webhook";
-export { isPresenceBroker, type PresenceBroker } from "../presence";
+} from "../brokers/broker";
+export { frameEvent, HEARTBEAT } from "../framing/frame";
+export type { HubStats, DisconnectReason } from "./hub";
+export type { SubscribeInfo, SubscribeHook, UnsubscribeHook, UnsubscribeReason } from "./sessions";
+export type { AdmissionStats, ShedReason } from "./admission";
+export type { WebhookNotice, WebhookStats } from "./webhook";
+export { isPresenceBroker, type PresenceBroker } from "./presence";

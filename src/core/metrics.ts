@@ -1,6 +1,6 @@
 /** The `/metrics` body: Prometheus text format from the hub's stats. */
-import type { BrokerState } from "../broker";
-import type { HubStats } from "../hub";
+import type { BrokerState } from "../brokers/broker";
+import type { HubStats } from "./hub";
 import type { SseHubStats } from "./stats";
 
 /** Prometheus metrics: name, type, help, and how to read the value from stats. */

@@ -5,17 +5,17 @@
  * server) only register these handlers; no framework is imported here.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { readBody } from "../body";
-import { acceptsGzip } from "../accept-encoding";
-import { Admission, type ShedReason } from "../admission";
-import { MemoryBroker, hasBrokerHealth, type Broker, type BrokerState, type PublishOptions } from "../broker";
+import { readBody } from "./body";
+import { acceptsGzip } from "./accept-encoding";
+import { Admission, type ShedReason } from "./admission";
+import { MemoryBroker, hasBrokerHealth, type Broker, type BrokerState, type PublishOptions } from "../brokers/broker";
 import { SseError, isSseError } from "../errors";
-import { frameRetry } from "../frame";
-import { Hub } from "../hub";
+import { frameRetry } from "../framing/frame";
+import { Hub } from "./hub";
 import { connectionFor } from "../transport";
 import { resolveOptions, type ResolvedOptions, type SseHubOptions } from "../options";
-import { Presence } from "../presence";
-import { HOOK_TIMEOUT, Sessions, runSubscribeHook, type SubscribeInfo } from "../sessions";
+import { Presence } from "./presence";
+import { HOOK_TIMEOUT, Sessions, runSubscribeHook, type SubscribeInfo } from "./sessions";
 import {
   createTokenOpener,
   parseIdempotencyKey,
@@ -25,7 +25,7 @@ import {
   parseSubscribeToken,
   type PublishEventInput,
 } from "../tokens";
-import { Webhook } from "../webhook";
+import { Webhook } from "./webhook";
 import {
   acceptsEventStream,
   appendVary,

@@ -11,14 +11,14 @@
  * closures: one heartbeat timer per hub, one shared `close` listener, and
  * one expiry timer walking coarse buckets (./expiry.ts) for token expiry.
  */
-import type { Broker, BrokerSink, FramedEvent, PublishOptions, ReplayResult, ResetReason } from "./broker";
-import { SseError, isSseError } from "./errors";
+import type { Broker, BrokerSink, FramedEvent, PublishOptions, ReplayResult, ResetReason } from "../brokers/broker";
+import { SseError, isSseError } from "../errors";
 import { ExpiryBuckets } from "./expiry";
-import { HEARTBEAT, frameEvent, frameRetry } from "./frame";
-import { GzipMember, SharedDeflate, type SharedBatch } from "./gzip-shared";
-import type { Connection } from "./transport/connection";
-import { ResponseConnection } from "./transport/response";
-import type { EventInput } from "./types";
+import { HEARTBEAT, frameEvent, frameRetry } from "../framing/frame";
+import { GzipMember, SharedDeflate, type SharedBatch } from "../framing/gzip-shared";
+import type { Connection } from "../transport/connection";
+import { ResponseConnection } from "../transport/response";
+import type { EventInput } from "../types";
 
 /**
  * What the hub needs of an HTTP response (a `http.ServerResponse` fits): its
