@@ -53,7 +53,7 @@ export default defineConfig([
     tsconfig: "src/client/tsconfig.json",
   },
   {
-    entry: { cli: "src/cli.ts" },
+    entry: { cli: "src/cli/index.ts" },
     format: ["cjs"],
     target: "node20",
     platform: "node",

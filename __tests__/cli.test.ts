@@ -11,7 +11,7 @@ import net from "node:net";
 import path from "node:path";
 import { encode } from "@msgpack/msgpack";
 import { brancaEncode } from "../src/tokens/branca";
-import { README_MARKERS, SETTINGS, renderMarkdown } from "../src/cli-options";
+import { README_MARKERS, SETTINGS, renderMarkdown } from "../src/cli/config";
 import { parseSecret } from "../src/options";
 import { createPublisher } from "../src/publisher";
 import { submitToken, subscribeToken } from "../src/tokens";
@@ -114,6 +114,13 @@ describe("help, version, and the one settings table", () => {
   test("--version prints the package version, exit 0", () => {
     const result = run({}, ["--version"]);
     expect({ status: result.status, stdout: result.stdout, stderr: result.stderr }).toEqual({ status: 0, stdout: `${VERSION}\n`, stderr: "" });
+  });
+
+  test("the standalone server serves the core directly: loading dist/cli.js loads no Express", () => {
+    // Loaded as a module (require.main is not it), so main() does not run; its imports do.
+    const script = `require(${JSON.stringify(CLI)}); console.log(Object.keys(require.cache).filter((f) => f.includes("/node_modules/express/")).length);`;
+    const result = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", timeout: 10_000 });
+    expect({ status: result.status, stdout: result.stdout, stderr: result.stderr }).toEqual({ status: 0, stdout: "0\n", stderr: "" });
   });
 
   test("the README's settings table is the one rendered from the code (npm run docs:cli rewrites it)", () => {

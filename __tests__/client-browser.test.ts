@@ -149,6 +149,13 @@ async function open(app: App, query: string): Promise<Page> {
   return page;
 }
 
+/** {@link open}, then wait until the page's client has its stream open. */
+async function openLive(app: App, query: string): Promise<Page> {
+  const page = await open(app, query);
+  await page.waitForFunction(() => window.client.state === "open");
+  return page;
+}
+
 const seq = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 async function publishSeq(app: App, topic: string, from: number, to: number): Promise<void> {
@@ -201,8 +208,7 @@ test("8 tabs share one stream; every tab gets every event; the leader closes mid
 test("token TTL of a few seconds: a sequence every 100 ms across at least 3 expiries arrives complete, in order, once", async () => {
   const app = await startApp({ tokenTtl: 2, expiryNotice: 1 });
   apps.push(app);
-  const page = await open(app, "topics=ttl");
-  await page.waitForFunction(() => window.client.state === "open");
+  const page = await openLive(app, "topics=ttl");
   let n = 0;
   // At least 3 rotations (4 tokens) and at least 60 events.
   while (app.tokens.length < 4 || n < 60) {
@@ -219,8 +225,7 @@ test("token TTL of a few seconds: a sequence every 100 ms across at least 3 expi
 
 test("server restart with the in-memory broker: the reset callback fires, then events flow again", async () => {
   let app = await startApp({});
-  const page = await open(app, "topics=r");
-  await page.waitForFunction(() => window.client.state === "open");
+  const page = await openLive(app, "topics=r");
   await publishSeq(app, "r", 1, 3);
   await waitGot(page, 3);
   const port = app.port;
@@ -250,8 +255,7 @@ test("server restart with Redis: lossless, no reset (events published meanwhile 
   const other = createSseRouter({ secret: SECRET, broker: broker() });
   try {
     let app = await startApp({ broker: broker() });
-    const page = await open(app, "topics=rr");
-    await page.waitForFunction(() => window.client.state === "open");
+    const page = await openLive(app, "topics=rr");
     await publishSeq(app, "rr", 1, 3);
     await waitGot(page, 3);
     const port = app.port;
@@ -277,8 +281,7 @@ test("a 401 (expired token from the provider): the client asks for a fresh token
   const app = await startApp({ tokenTtl: 60 });
   apps.push(app);
   app.staleNext = 3600;
-  const page = await open(app, "topics=e401");
-  await page.waitForFunction(() => window.client.state === "open");
+  const page = await openLive(app, "topics=e401");
   expect(app.tokens).toEqual([["e401"], ["e401"]]);
   await publishSeq(app, "e401", 1, 2);
   await waitGot(page, 2);

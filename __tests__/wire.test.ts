@@ -19,6 +19,11 @@ function connect(topics: string[], headers: Record<string, string> = {}): RawStr
   return new RawStream(`${srv.base}/events?token=${subscribeToken(SECRET, topics)}`, headers);
 }
 
+/** {@link connect}, resolved once the first heartbeat arrived (subscribed). */
+function subscribed(topics: string[]): Promise<RawStream> {
+  return RawStream.open(`${srv.base}/events?token=${subscribeToken(SECRET, topics)}`);
+}
+
 /** Replace ids (`id:<epoch>-<n>`) by `id:#n` so frames compare byte for byte. */
 function normalize(text: string): string {
   return text.replace(/^id:[0-9a-z]+-([0-9]+)$/gm, "id:#$1");
@@ -38,16 +43,16 @@ test("stream headers: event-stream, no-cache + no-transform, Expires 0, X-Accel-
   s.close();
 });
 
-test("first bytes are the heartbeat comment, sent at once", async () => {
+test("first bytes are the heartbeat comment, sent on connect", async () => {
   const s = connect(["first"]);
-  const text = await s.until((t) => t.length >= 3, 1000);
+  // Nothing else is due on this stream for 30 s (the heartbeat interval): the comment came with the connect.
+  const text = await s.until((t) => t.length >= 3);
   expect(text).toBe(":\n\n");
   s.close();
 });
 
 test("byte-exact frames: single line, CRLF/CR/LF multi-line, empty data, CR/LF in names", async () => {
-  const s = connect(["bytes"]);
-  await s.until((t) => t === ":\n\n");
+  const s = await subscribed(["bytes"]);
   await srv.router.publish([
     { topic: "bytes", event: "one", data: "hello world" },
     { topic: "bytes", event: "multi", data: "a\r\nb\rc\nd" },
@@ -70,8 +75,7 @@ test("byte-exact frames: single line, CRLF/CR/LF multi-line, empty data, CR/LF i
 });
 
 test("a value that starts with a space gets one extra space (parsers strip one); nothing else changes", async () => {
-  const s = connect(["spaces"]);
-  await s.until((t) => t === ":\n\n");
+  const s = await subscribed(["spaces"]);
   await srv.router.publish([
     { topic: "spaces", event: " lead", data: " x" },
     { topic: "spaces", event: "plain", data: "a\n b\r\n  c\rd " },
@@ -99,8 +103,7 @@ test("a value that starts with a space gets one extra space (parsers strip one);
 });
 
 test("ids increase within the hub", async () => {
-  const s = connect(["ids"]);
-  await s.until((t) => t === ":\n\n");
+  const s = await subscribed(["ids"]);
   await srv.router.publish([1, 2, 3].map((n) => ({ topic: "ids", event: "n", data: String(n) })));
   const text = await s.until((t) => (t.match(/id:/g) ?? []).length === 3);
   const seqs = [...text.matchAll(/^id:[0-9a-z]+-([0-9]+)$/gm)].map((m) => Number(m[1]));
@@ -111,8 +114,7 @@ test("ids increase within the hub", async () => {
 });
 
 test("order is kept across many events and several publish calls", async () => {
-  const s = connect(["order"]);
-  await s.until((t) => t === ":\n\n");
+  const s = await subscribed(["order"]);
   const n = 2000;
   const publishes: Promise<void>[] = [];
   for (let i = 0; i < n; i += 100) {
@@ -127,8 +129,7 @@ test("order is kept across many events and several publish calls", async () => {
 });
 
 test("several topics on one connection, only those topics, in submission order", async () => {
-  const s = connect(["t1", "t2"]);
-  await s.until((t) => t === ":\n\n");
+  const s = await subscribed(["t1", "t2"]);
   await srv.router.publish([
     { topic: "t1", event: "a", data: "1" },
     { topic: "other", event: "x", data: "no" },
@@ -141,8 +142,7 @@ test("several topics on one connection, only those topics, in submission order",
 });
 
 test("duplicate topics in one token are merged: each event arrives once", async () => {
-  const s = connect(["dup", "dup", "dup"]);
-  await s.until((t) => t === ":\n\n");
+  const s = await subscribed(["dup", "dup", "dup"]);
   expect(srv.router.stats.topics).toBeGreaterThanOrEqual(1);
   await srv.router.publish([
     { topic: "dup", event: "once", data: "1" },
@@ -154,8 +154,7 @@ test("duplicate topics in one token are merged: each event arrives once", async 
 });
 
 test("a subscriber with no matching events receives only the heartbeat", async () => {
-  const s = connect(["quiet"]);
-  await s.until((t) => t === ":\n\n");
+  const s = await subscribed(["quiet"]);
   await srv.router.publish([{ topic: "loud", event: "x", data: "y" }]);
   // A marker on its own topic, published after: anything else would arrive before it.
   await srv.router.publish([{ topic: "quiet", event: "end", data: "" }]);
@@ -239,7 +238,7 @@ test("periodic heartbeats at the configured interval", async () => {
   const fast = await startServer({ heartbeatInterval: 50, retry: 0 });
   try {
     const s = new RawStream(`${fast.base}/events?token=${subscribeToken(SECRET, ["hb"])}`);
-    const text = await s.until((t) => t.length >= 9, 2000);
+    const text = await s.until((t) => t.length >= 9);
     expect(text.startsWith(":\n\n:\n\n:\n\n")).toBe(true);
     s.close();
   } finally {

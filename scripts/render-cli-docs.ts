@@ -1,11 +1,11 @@
 /**
  * Rewrites the README's standalone-server settings table from the one table
- * in src/cli-options.ts (`npm run docs:cli`). __tests__/cli.test.ts fails
+ * in src/cli/config.ts (`npm run docs:cli`). __tests__/cli.test.ts fails
  * when the README and the code differ, so run this after adding a row.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { README_MARKERS, renderMarkdown } from "../src/cli-options";
+import { README_MARKERS, renderMarkdown } from "../src/cli/config";
 
 export function withRenderedSettings(readme: string): string {
   const start = readme.indexOf(README_MARKERS.start);

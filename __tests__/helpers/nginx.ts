@@ -195,7 +195,9 @@ export async function startExampleApp(options: { port?: number; env?: NodeJS.Pro
         port: Number(match[2]),
         url: match[1]!,
         process: managed,
-        stop: (signal) => managed.stop(signal),
+        // SIGKILL only past the app's own 10 s shutdown deadline (then it exits 1 itself),
+        // so a slow but clean close under load still exits 0.
+        stop: (signal) => managed.stop(signal, 15_000),
       };
     } catch (err) {
       // dist/ vanished mid-start because a parallel test file rebuilds it: try again.

@@ -116,6 +116,17 @@ export class RawStream {
     for (const w of waiters) w();
   }
 
+  /**
+   * Opens a stream and resolves once its first bytes, the heartbeat comment,
+   * have arrived: from then on it is subscribed, so anything published
+   * reaches it.
+   */
+  static async open(url: string, headers: Record<string, string> = {}): Promise<RawStream> {
+    const s = new RawStream(url, headers);
+    await s.until((t) => t.startsWith(":\n\n"));
+    return s;
+  }
+
   /** Resolves when `predicate(text)` holds; rejects after `ms`. */
   async until(predicate: (text: string) => boolean, ms = 5000): Promise<string> {
     const deadline = Date.now() + ms;
