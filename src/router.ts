@@ -16,6 +16,7 @@ import { Hub, type DirectSocket, type HubStats } from "./hub";
 import type { Logger } from "./logger";
 import { resolveOptions, type ResolvedOptions, type SseRouterOptions } from "./options";
 import { Presence } from "./presence";
+import { releaseParserLater } from "./release-parser";
 import { HOOK_TIMEOUT, Sessions, runSubscribeHook, type SubscribeInfo } from "./sessions";
 import {
   createTokenOpener,
@@ -237,6 +238,9 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     const routed = req as { next?: unknown; _parsedUrl?: unknown };
     routed.next = undefined;
     routed._parsedUrl = undefined;
+    // The connection will never carry another request: its HTTP parser
+    // (~2.3 KB native) goes back to Node's pool (see ./release-parser.ts).
+    if (res instanceof ServerResponse) releaseParserLater(req, res);
   };
 
   /**
