@@ -109,6 +109,9 @@ const MAX_TIMER_DELAY = 2 ** 31 - 1;
 
 const kSubscriber = Symbol("sse-server.subscriber");
 
+/** Most distinct `retry:` values {@link Hub.hello} hands out (jitter resolution: retryJitter ÷ this, at least 1 ms). */
+const HELLO_VALUES = 1024;
+
 /** Largest replay page, in bytes (also at most a quarter of `maxBufferBytes`). */
 const MAX_PAGE_BYTES = 64 * 1024;
 
@@ -194,6 +197,8 @@ export class Hub {
   /** One-entry cache: subscribers noticed in one walk mostly share their expiry, so they share the frame. */
   private expiringFrame: { at: number; frame: Buffer } | undefined;
   private closing = false;
+  /** {@link hello}'s Buffers by jitter step, built on first use. */
+  private readonly hellos: Array<Buffer | undefined> = [];
   private readonly started: Promise<void>;
   private counters = {
     eventsPublished: 0,
@@ -314,10 +319,19 @@ export class Hub {
   /**
    * The first bytes of every stream: the heartbeat comment, then `retry:`
    * with this hub's jitter (drawn per call, so reconnects spread out).
+   * Each distinct value's Buffer is built once and shared (a connect storm
+   * would otherwise build one per stream): at most {@link HELLO_VALUES}
+   * values, evenly spread over the jitter (1 ms apart up to that many).
    */
   hello(): Buffer {
     const { retry, retryJitter } = this.options;
-    return retry > 0 ? Buffer.concat([HEARTBEAT, frameRetry(retry + Math.random() * retryJitter)]) : HEARTBEAT;
+    if (retry <= 0) return HEARTBEAT;
+    // Values retry + k × jitter ÷ steps for k < steps: within [retry, retry + jitter) as before.
+    const steps = Math.max(1, Math.min(Math.floor(retryJitter), HELLO_VALUES));
+    const k = Math.floor(Math.random() * steps);
+    let hello = this.hellos[k];
+    if (hello === undefined) this.hellos[k] = hello = Buffer.concat([HEARTBEAT, frameRetry(retry + (k * retryJitter) / steps)]);
+    return hello;
   }
 
   /** Ends every stream cleanly and stops the heartbeat. Idempotent. */
