@@ -39,7 +39,7 @@ interface Parser {
 
 type ParsedSocket = Socket & { parser?: Parser | null; _httpMessage?: unknown };
 
-type FreeParser = (parser: Parser, req: IncomingMessage | null, socket: Socket) => void;
+type FreeParser = (parser: Parser, req: null, socket: Socket) => void;
 
 /** Node's own `freeParser` (unconsume, clean, leave the connection list, back to the pool), if this Node has it. */
 const freeParser: FreeParser | undefined = (() => {
@@ -91,7 +91,8 @@ function releaseParser(req: IncomingMessage, res: ServerResponse): void {
   // These keep a consumed socket's reading in step with the parser (Node's `unconsume`).
   if (onPause !== undefined) socket.removeListener("pause", onPause);
   if (onResume !== undefined) socket.removeListener("resume", onResume);
-  freeParser!(parser, req, socket);
+  // `null` for the request: Node would add a `parser` property to it (a new hidden class per request under Express, which has swapped its prototype).
+  freeParser!(parser, null, socket);
   // Reads now reach JS as `data`: nothing may follow the stream's request.
   socket.on("data", onBytesAfterStream);
   socket.on("end", onClientEnd);
