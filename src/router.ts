@@ -132,6 +132,7 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
   // CORS is applied inside each handler rather than as a middleware layer:
   // one routing step less on every connect.
   const cors = (req: IncomingMessage, res: ServerResponse) => applyCors(opts, req, res);
+  const wantsRemoteAddress = opts.onSubscribe !== undefined || opts.onUnsubscribe !== undefined || webhook !== undefined;
 
   router.get("/events", async (req, res) => {
     if (refusePipelined(req)) return;
@@ -150,7 +151,9 @@ export function createSseRouter(options: SseRouterOptions): SseRouter {
     const refused = admission.admit(subject);
     if (refused !== undefined) return shed(req, res, opts, refused);
     // From here the slot is ours: given back by `sessions` when the stream ends, or below.
-    const info: SubscribeInfo = { topics, sub: subject, token: payload.payload, remoteAddress: req.socket.remoteAddress, lastEventId };
+    // The peer's address costs a getpeername(2) syscall: only asked for when a hook or the webhook can see it.
+    const remoteAddress = wantsRemoteAddress ? req.socket.remoteAddress : undefined;
+    const info: SubscribeInfo = { topics, sub: subject, token: payload.payload, remoteAddress, lastEventId };
     if (opts.onSubscribe !== undefined) {
       let verdict: typeof HOOK_TIMEOUT | undefined;
       try {
