@@ -107,8 +107,6 @@ const EXPIRY_RESOLUTION = 1000;
 /** Longest delay `setTimeout` takes as given (longer ones fire at once). */
 const MAX_TIMER_DELAY = 2 ** 31 - 1;
 
-const kSubscriber = Symbol("sse-server.subscriber");
-
 /** Most distinct `retry:` values {@link Hub.hello} hands out (jitter resolution: retryJitter ÷ this, at least 1 ms). */
 const HELLO_VALUES = 1024;
 
@@ -171,20 +169,23 @@ class Subscriber {
   gzipSet: GzipTopicSet | undefined = undefined;
 
   constructor(
-    readonly hub: Hub,
     readonly sink: Sink,
     readonly topics: readonly string[],
     readonly direct: DirectSocket | undefined,
   ) {}
 }
 
-type SinkWithSubscriber = Sink & { [kSubscriber]?: Subscriber };
-
 export class Hub {
   private readonly broker: Broker;
   private readonly options: HubOptions;
   private readonly byTopic = new Map<string, Set<Subscriber>>();
-  private readonly all = new Set<Subscriber>();
+  /**
+   * Every subscriber, by its sink. A map here rather than a property on the
+   * sink: under Express a response's prototype has been swapped, and V8 then
+   * gives it a hidden class of its own for every property added (a ~1 KB
+   * copy per stream, issue 17).
+   */
+  private readonly all = new Map<Sink, Subscriber>();
   private dirty: Subscriber[] = [];
   private readonly gzipSets = new Map<string, GzipTopicSet>();
   private flushes = 0;
@@ -259,7 +260,7 @@ export class Hub {
    */
   subscribe(sink: Sink, topics: readonly string[], lastEventId?: string, direct?: DirectSocket, expiresAt?: number, gzip = false): void {
     if (this.closing) throw new SseError("closed", "the SSE hub is closed");
-    const sub = new Subscriber(this, sink, topics, direct);
+    const sub = new Subscriber(sink, topics, direct);
     if (gzip) {
       // NUL cannot occur in a topic, so the key is unambiguous.
       const key = [...topics].sort().join("\0");
@@ -269,10 +270,9 @@ export class Hub {
       sub.gzip = new GzipMember();
       sub.gzipSet = set;
     }
-    (sink as SinkWithSubscriber)[kSubscriber] = sub;
     // `on`, not `once`: close fires once anyway, and `once` allocates a wrapper per subscriber.
-    sink.on("close", onSinkClose);
-    this.all.add(sub);
+    sink.on("close", this.onSinkClose);
+    this.all.set(sink, sub);
     for (const topic of topics) {
       let set = this.byTopic.get(topic);
       if (set === undefined) this.byTopic.set(topic, (set = new Set()));
@@ -310,7 +310,7 @@ export class Hub {
    * is still writing pages); the caller tries again later.
    */
   sendTo(sink: Sink, frame: Buffer): boolean {
-    const sub = (sink as SinkWithSubscriber)[kSubscriber];
+    const sub = this.all.get(sink);
     if (sub === undefined || sub.closed || (sub.resume !== null && sub.resume.held !== null)) return false;
     this.enqueue(sub, frame, 0);
     return true;
@@ -341,8 +341,15 @@ export class Hub {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.flush();
-    for (const sub of [...this.all]) this.remove(sub, "shutdown");
+    for (const sub of [...this.all.values()]) this.remove(sub, "shutdown");
   }
+
+  /** The `close` listener of every sink of this hub (`this` is the sink): one function, no closure per subscriber. */
+  private readonly onSinkClose = ((hub: Hub) =>
+    function onSinkClose(this: Sink): void {
+      const sub = hub.all.get(this);
+      if (sub !== undefined) hub.remove(sub, "client");
+    })(this);
 
   private readonly onEvents = (events: readonly FramedEvent[]): void => {
     this.counters.eventsPublished += events.length;
@@ -366,7 +373,7 @@ export class Hub {
   private readonly onReset = (reason: ResetReason, headId: string | undefined): void => {
     this.counters.brokerResets++;
     const frame = resetFrame(reason, headId);
-    for (const sub of [...this.all]) {
+    for (const sub of [...this.all.values()]) {
       if (sub.resume !== null && sub.resume.held !== null) this.remove(sub, "broker");
       else this.enqueue(sub, frame, 0);
     }
@@ -425,7 +432,7 @@ export class Hub {
   }
 
   private readonly heartbeat = (): void => {
-    for (const sub of this.all) if (sub.resume === null || sub.resume.held === null) this.enqueue(sub, HEARTBEAT, 0);
+    for (const sub of this.all.values()) if (sub.resume === null || sub.resume.held === null) this.enqueue(sub, HEARTBEAT, 0);
   };
 
   /** A live event for a subscriber that is resuming: held, dropped as already replayed, or delivered. */
@@ -690,7 +697,7 @@ export class Hub {
     sub.closed = true;
     sub.pending = null;
     sub.resume = null;
-    this.all.delete(sub);
+    if (this.all.get(sub.sink) === sub) this.all.delete(sub.sink);
     for (const topic of sub.topics) {
       const set = this.byTopic.get(topic);
       if (set === undefined) continue;
@@ -726,11 +733,6 @@ function sameList(a: readonly Buffer[], b: readonly Buffer[]): boolean {
   return true;
 }
 
-/** Shared `close` listener for every sink: no closure per subscriber. */
-function onSinkClose(this: Sink): void {
-  const sub = (this as SinkWithSubscriber)[kSubscriber];
-  if (sub !== undefined) sub.hub.remove(sub, "client");
-}
 
 /**
  * The `sse:reset` event: the client must rebuild its state; data says why.
