@@ -1,5 +1,5 @@
 import { rmSync } from "node:fs";
-import { defineConfig } from "tsup";
+import { defineConfig, type Options } from "tsup";
 
 // dist/ is emptied once, here, before any of the builds below start. tsup's
 // per-build `clean` ran concurrently with the other builds and, under load,
@@ -14,26 +14,25 @@ rmSync("dist", { recursive: true, force: true });
 // by a global brand, not by class identity, so copies agree).
 // `sse-hub/client` is the browser client: ESM only, platform browser, no
 // dependencies bundled in but our own code. The CLI is a CJS executable only.
+const nodeLibrary = {
+  format: ["cjs", "esm"],
+  dts: true,
+  target: "node20",
+  platform: "node",
+  sourcemap: true,
+  splitting: false,
+} satisfies Options;
+
 export default defineConfig([
+  { ...nodeLibrary, entry: { index: "src/index.ts" } },
+  // `sse-hub/core`: the framework-free core, for node:http, node:http2 and
+  // other stacks; like `sse-hub/redis`, it must not load Express.
+  { ...nodeLibrary, entry: { core: "src/core/index.ts" } },
   {
-    entry: { index: "src/index.ts" },
-    format: ["cjs", "esm"],
-    dts: true,
-    target: "node20",
-    platform: "node",
-    sourcemap: true,
-    splitting: false,
-  },
-  {
-    entry: { redis: "src/redis/index.ts" },
-    format: ["cjs", "esm"],
-    dts: true,
-    target: "node20",
-    platform: "node",
-    sourcemap: true,
-    splitting: false,
+    ...nodeLibrary,
+    entry: { redis: "src/brokers/redis/index.ts" },
     // ioredis is loaded with `require` in a try, so that a missing ioredis
-    // says to install it (src/redis/connection.ts). ES modules have no
+    // says to install it (src/brokers/redis/connection.ts). ES modules have no
     // `require`: the ESM build gets one from createRequire, resolving from
     // dist/ as `import` would.
     banner: ({ format }) =>

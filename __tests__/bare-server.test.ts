@@ -5,7 +5,7 @@
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { createSseRouter } from "../src/router";
+import { createSseRouter } from "../src/adapters/express";
 import { submitToken, subscribeToken } from "../src/tokens";
 import { RawStream, SECRET, parseEvents } from "./helpers/sse";
 

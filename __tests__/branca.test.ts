@@ -1,5 +1,5 @@
 /**
- * Our Branca codec (src/branca.ts, src/base62.ts) against:
+ * Our Branca codec (src/tokens/branca.ts, src/tokens/base62.ts) against:
  *  - the official spec test vectors (tuupola/branca-spec test_vectors.json,
  *    checked in as __tests__/fixtures/branca-test-vectors.json);
  *  - the draft-irtf-cfrg-xchacha HChaCha20 vector;
@@ -19,8 +19,8 @@ import {
   brancaEncode,
   createBrancaCodec,
   hchacha20,
-} from "../src/branca";
-import { BASE62_ALPHABET, base62Decode, base62DecodeUnsafe, base62Encode } from "../src/base62";
+} from "../src/tokens/branca";
+import { BASE62_ALPHABET, base62Decode, base62DecodeUnsafe, base62Encode } from "../src/tokens/base62";
 import { SseError, type SseErrorCode } from "../src/errors";
 
 /* eslint-disable @typescript-eslint/no-require-imports */

@@ -2,10 +2,10 @@
  * The Broker contract, one suite run against every implementation: the
  * in-process MemoryBroker and the Redis broker on a real redis-server.
  */
-import { MemoryBroker, hasBrokerHealth, type Broker, type FramedEvent } from "../src/broker";
+import { MemoryBroker, hasBrokerHealth, type Broker, type FramedEvent } from "../src/brokers/broker";
 import { SseError } from "../src/errors";
-import { frameEvent } from "../src/frame";
-import { RedisBroker } from "../src/redis";
+import { frameEvent } from "../src/framing/frame";
+import { RedisBroker } from "../src/brokers/redis";
 import type { EventInput } from "../src/tokens";
 import { RedisServer, hasRedisServer, sleep, waitFor } from "./helpers/redis";
 

@@ -6,7 +6,7 @@
  * as a load-balancer check while Redis is down.
  */
 import Redis from "ioredis";
-import { RedisBroker, createRedisBroker, type RedisBrokerOptions } from "../src/redis";
+import { RedisBroker, createRedisBroker, type RedisBrokerOptions } from "../src/brokers/redis";
 import { createPublisher } from "../src/publisher";
 import { submitToken, subscribeToken, type EventInput } from "../src/tokens";
 import { RedisServer, SseClient, waitFor } from "./helpers/redis";

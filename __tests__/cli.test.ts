@@ -10,7 +10,7 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { encode } from "@msgpack/msgpack";
-import { brancaEncode } from "../src/branca";
+import { brancaEncode } from "../src/tokens/branca";
 import { README_MARKERS, SETTINGS, renderMarkdown } from "../src/cli-options";
 import { parseSecret } from "../src/options";
 import { createPublisher } from "../src/publisher";

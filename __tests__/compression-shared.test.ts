@@ -8,8 +8,8 @@
  */
 import http from "node:http";
 import { randomBytes } from "node:crypto";
-import { acceptsGzip } from "../src/accept-encoding";
-import { createSseRouter } from "../src/router";
+import { acceptsGzip } from "../src/core/accept-encoding";
+import { createSseRouter } from "../src/adapters/express";
 import { subscribeToken } from "../src/tokens";
 import { PyGunzip } from "./helpers/pygunzip";
 import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";

@@ -16,7 +16,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import express from "express";
-import { createSseRouter, type SseRouter } from "../src/router";
+import { createSseRouter, type SseRouter } from "../src/adapters/express";
 import { subscribeToken } from "../src/tokens";
 import { launchChromium, type Chromium } from "./helpers/chromium";
 import { SECRET } from "./helpers/sse";

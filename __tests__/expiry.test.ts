@@ -2,7 +2,7 @@
  * The expiry buckets on their own (pure, no timers): deadlines rounded up to
  * their bucket, never due early, taken in time order, deletable in O(1).
  */
-import { ExpiryBuckets } from "../src/expiry";
+import { ExpiryBuckets } from "../src/core/expiry";
 
 test("items are due at their bucket (rounded up, never early), earliest first", () => {
   const b = new ExpiryBuckets<string>(1000);

@@ -5,7 +5,7 @@
  * `npm run bench:forged`, not here: timing has no place in a test.)
  */
 import http from "node:http";
-import { brancaEncode } from "../src/branca";
+import { brancaEncode } from "../src/tokens/branca";
 import { subscribeToken } from "../src/tokens";
 import { RawStream, SECRET, parseEvents, startServer, type TestServer } from "./helpers/sse";
 

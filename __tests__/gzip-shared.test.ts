@@ -8,7 +8,7 @@
  */
 import * as zlib from "node:zlib";
 import fc from "fast-check";
-import { GzipMember, SharedDeflate, crc32Combine, crc32Suffix, storedBlocks, type SharedBatch } from "../src/gzip-shared";
+import { GzipMember, SharedDeflate, crc32Combine, crc32Suffix, storedBlocks, type SharedBatch } from "../src/framing/gzip-shared";
 import { isSseError } from "../src/errors";
 import { PyGunzip } from "./helpers/pygunzip";
 

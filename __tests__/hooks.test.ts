@@ -6,11 +6,11 @@
  */
 import { encode } from "@msgpack/msgpack";
 import request from "supertest";
-import { brancaEncode } from "../src/branca";
+import { brancaEncode } from "../src/tokens/branca";
 import { SseError } from "../src/errors";
 import { parseSettings } from "../src/cli-options";
-import { createSseRouter } from "../src/router";
-import type { SubscribeInfo, UnsubscribeReason } from "../src/sessions";
+import { createSseRouter } from "../src/adapters/express";
+import type { SubscribeInfo, UnsubscribeReason } from "../src/core/sessions";
 import { subscribeToken } from "../src/tokens";
 import { RawStream, SECRET, eventually, startServer, type TestServer } from "./helpers/sse";
 

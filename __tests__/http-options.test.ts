@@ -5,8 +5,8 @@
  * validation of every option at construction time.
  */
 import request from "supertest";
-import { createSseRouter } from "../src/router";
-import { MemoryBroker } from "../src/broker";
+import { createSseRouter } from "../src/adapters/express";
+import { MemoryBroker } from "../src/brokers/broker";
 import { SseError } from "../src/errors";
 import type { SseRouterOptions } from "../src/options";
 import { submitToken, subscribeToken, type EventInput } from "../src/tokens";

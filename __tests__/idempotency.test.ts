@@ -4,7 +4,7 @@
  * publisher; invalid keys are a clean 400.
  */
 import { encode } from "@msgpack/msgpack";
-import { brancaEncode } from "../src/branca";
+import { brancaEncode } from "../src/tokens/branca";
 import { createPublisher } from "../src/publisher";
 import { submitToken, subscribeToken, type EventInput } from "../src/tokens";
 import { RawStream, SECRET, parseEvents, startServer, type TestServer } from "./helpers/sse";

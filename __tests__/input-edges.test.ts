@@ -6,7 +6,7 @@
  */
 import { encode } from "@msgpack/msgpack";
 import request from "supertest";
-import { brancaEncode } from "../src/branca";
+import { brancaEncode } from "../src/tokens/branca";
 import { SseError } from "../src/errors";
 import { parseSecret } from "../src/options";
 import { submitToken, subscribeToken } from "../src/tokens";

@@ -9,7 +9,7 @@
 import http from "node:http";
 import request from "supertest";
 import { SILENT_LOGGER } from "../src/logger";
-import { STREAM_HEADERS } from "../src/router";
+import { STREAM_HEADERS } from "../src/core/http";
 import { subscribeToken } from "../src/tokens";
 import { launchChromium } from "./helpers/chromium";
 import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";

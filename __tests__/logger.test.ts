@@ -6,7 +6,7 @@
 import request from "supertest";
 import { SseError } from "../src/errors";
 import { createConsoleLogger, type Logger } from "../src/logger";
-import { createSseRouter } from "../src/router";
+import { createSseRouter } from "../src/adapters/express";
 import { subscribeToken } from "../src/tokens";
 import { SECRET, startServer } from "./helpers/sse";
 

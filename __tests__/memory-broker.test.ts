@@ -8,7 +8,7 @@
  */
 import v8 from "node:v8";
 import vm from "node:vm";
-import { HISTORY_ENTRY_OVERHEAD, MemoryBroker, type FramedEvent, type ReplayResult } from "../src/broker";
+import { HISTORY_ENTRY_OVERHEAD, MemoryBroker, type FramedEvent, type ReplayResult } from "../src/brokers/broker";
 import type { EventInput } from "../src/tokens";
 
 /** A real gc() (no --expose-gc needed). */

@@ -53,7 +53,7 @@ test("the browser client type-checks against the DOM lib (its own tsconfig)", ()
 });
 
 test("type declarations are bundled for both formats", () => {
-  for (const file of ["index.d.ts", "index.d.mts", "redis.d.ts", "redis.d.mts", "client.d.mts"]) {
+  for (const file of ["index.d.ts", "index.d.mts", "core.d.ts", "core.d.mts", "redis.d.ts", "redis.d.mts", "client.d.mts"]) {
     expect(existsSync(path.join(root, "dist", file))).toBe(true);
   }
 });
@@ -71,4 +71,31 @@ test("sse-hub/redis loads neither the main entry nor Express, and its errors are
      console.log([express, main, m.isSseError(err), err instanceof m.SseError, err.code].join(","));`,
   ]);
   expect(out).toBe("false,false,true,true,invalid_option");
+});
+
+test("sse-hub/core (CJS and ESM) loads neither the main entry nor Express, and its errors are SseErrors of the main entry", () => {
+  const cjs = node([
+    "-e",
+    `const { createSseHub } = require("sse-hub/core");
+     const loaded = Object.keys(require.cache);
+     const express = loaded.some((f) => f.includes("/node_modules/express/"));
+     const main = loaded.some((f) => f.endsWith("/dist/index.js"));
+     let err;
+     try { createSseHub({ secret: "short" }); } catch (e) { err = e; }
+     const m = require("sse-hub");
+     console.log([typeof createSseHub, express, main, m.isSseError(err), err instanceof m.SseError, err.code].join(","));`,
+  ]);
+  expect(cjs).toBe("function,false,false,true,true,invalid_option");
+  // ESM: nothing of Express is resolved by the time the core is imported.
+  const esm = node([
+    "--input-type=module",
+    "-e",
+    `import { createSseHub } from "sse-hub/core";
+     import { createRequire } from "node:module";
+     const require = createRequire(import.meta.url);
+     const hub = createSseHub({ secret: "00".repeat(32) });
+     console.log(typeof hub.handle, [...hub.routes.keys()].join(" "), Object.keys(require.cache).some((f) => f.includes("/node_modules/express/")));
+     await hub.close();`,
+  ]);
+  expect(esm).toBe("function /events /submit /presence /ping false");
 });

@@ -6,7 +6,7 @@
  */
 import { encode } from "@msgpack/msgpack";
 import request from "supertest";
-import { brancaEncode } from "../src/branca";
+import { brancaEncode } from "../src/tokens/branca";
 import { presenceToken, submitToken, subscribeToken } from "../src/tokens";
 import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";
 

@@ -7,10 +7,10 @@
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import Redis from "ioredis";
-import type { FramedEvent } from "../src/broker";
+import type { FramedEvent } from "../src/brokers/broker";
 import { SseError } from "../src/errors";
-import { RedisBroker, createRedisBroker } from "../src/redis";
-import { createSseRouter } from "../src/router";
+import { RedisBroker, createRedisBroker } from "../src/brokers/redis";
+import { createSseRouter } from "../src/adapters/express";
 import { submitToken, subscribeToken, type EventInput } from "../src/tokens";
 import { RedisServer, SECRET, SseClient, freePort, sleep, submit, waitFor } from "./helpers/redis";
 import { serveRouter } from "./helpers/sse";

@@ -2,7 +2,7 @@
  * The Redis broker's pure parts, without a Redis server: stream ids, event
  * ids, epoch values, the trim checks on XINFO replies, and its options.
  */
-import { RedisBroker, createRedisBroker } from "../src/redis";
+import { RedisBroker, createRedisBroker } from "../src/brokers/redis";
 import {
   ZERO,
   compareEventIds,
@@ -13,8 +13,8 @@ import {
   parseEpochValue,
   parseEventId,
   parseStreamId,
-} from "../src/redis/ids";
-import { frameEntry, missedAfter, parseInfo, trimmedAfter, type StreamInfo } from "../src/redis/stream";
+} from "../src/brokers/redis/ids";
+import { frameEntry, missedAfter, parseInfo, trimmedAfter, type StreamInfo } from "../src/brokers/redis/stream";
 
 const id = (ms: number, seq = 0) => ({ ms, seq });
 

@@ -1,9 +1,9 @@
 /**
  * The Redis reader's state rules, without Redis: the table every state
- * change goes through (src/redis/reader-state.ts). The Redis-backed tests
+ * change goes through (src/brokers/redis/reader-state.ts). The Redis-backed tests
  * (redis-broker, broker-faults) exercise the same rules against real outages.
  */
-import { nextReaderState, type ReaderEvent, type ReaderState } from "../src/redis/reader-state";
+import { nextReaderState, type ReaderEvent, type ReaderState } from "../src/brokers/redis/reader-state";
 
 const STATES: readonly ReaderState[] = ["starting", "catching_up", "live", "down", "closed"];
 const EVENTS: readonly ReaderEvent[] = ["sync", "caught_up", "gap", "lost", "failed", "close"];

@@ -3,7 +3,7 @@
  * ready, close), not by polling: each test waits for the promise itself, with
  * a timeout far beyond the test's own, so only the event can end it.
  */
-import { createRedisBroker } from "../src/redis";
+import { createRedisBroker } from "../src/brokers/redis";
 import { RedisServer, freePort, waitFor } from "./helpers/redis";
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];

@@ -6,9 +6,9 @@
  * and a large backlog is paged as the socket drains, so a reader that keeps
  * up catches up in one connection even while the stream is busy.
  */
-import { RedisBroker } from "../src/redis";
+import { RedisBroker } from "../src/brokers/redis";
 import type { SseRouterOptions } from "../src/options";
-import { createSseRouter, type SseRouter } from "../src/router";
+import { createSseRouter, type SseRouter } from "../src/adapters/express";
 import { submitToken, subscribeToken, type EventInput } from "../src/tokens";
 import { CliServer, SECRET, SseClient, submit, twoInstancesOnRedis, waitFor } from "./helpers/redis";
 import { serveRouter } from "./helpers/sse";

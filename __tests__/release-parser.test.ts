@@ -1,5 +1,5 @@
 /**
- * A stream's connection gives its HTTP parser back to Node (src/release-parser.ts,
+ * A stream's connection gives its HTTP parser back to Node (src/transport/release-parser.ts,
  * issue 17) and still behaves as an HTTP connection carrying one stream:
  * events flow, a client that closes or half-closes is noticed at once, bytes
  * after the stream's request drop the connection, and the host app's `close`

@@ -12,7 +12,7 @@ import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import { startServer as startStandalone, type RunningServer, type ServerConfig } from "../src/cli";
-import { createSseRouter } from "../src/router";
+import { createSseRouter } from "../src/adapters/express";
 import { submitToken, subscribeToken } from "../src/tokens";
 import { RawStream, SECRET, parseEvents, startServer, type TestServer } from "./helpers/sse";
 
@@ -232,7 +232,7 @@ describe("standalone server: headersTimeout and requestTimeout", () => {
 
     // The stream is older than both cut requests, so it outlived requestTimeout.
     expect(stream.ended).toBe(false);
-    await running.router.publish([{ topic: "long", event: "still", data: "here" }]);
+    await running.hub.publish([{ topic: "long", event: "still", data: "here" }]);
     await stream.until((t) => t.includes("event:still"));
     expect(parseEvents(stream.text).map((e) => e.data)).toEqual(["here"]);
     stream.close();

@@ -5,7 +5,7 @@
  * reconnect, and `tokenTtl: 0` never ending a stream.
  */
 import { encode } from "@msgpack/msgpack";
-import { brancaEncode } from "../src/branca";
+import { brancaEncode } from "../src/tokens/branca";
 import { parseSecret } from "../src/options";
 import { RawStream, SECRET, parseEvents, startServer, type TestServer } from "./helpers/sse";
 

@@ -9,7 +9,7 @@ import http from "node:http";
 import path from "node:path";
 import { encode } from "@msgpack/msgpack";
 import request from "supertest";
-import { brancaEncode } from "../src/branca";
+import { brancaEncode } from "../src/tokens/branca";
 import { submitToken, subscribeToken } from "../src/tokens";
 import { RawStream, SECRET, parseEvents, startServer, type TestServer } from "./helpers/sse";
 

@@ -9,10 +9,10 @@ import http from "node:http";
 import path from "node:path";
 import { decode } from "@msgpack/msgpack";
 import request from "supertest";
-import { brancaDecode } from "../src/branca";
+import { brancaDecode } from "../src/tokens/branca";
 import { SILENT_LOGGER } from "../src/logger";
 import { subscribeToken } from "../src/tokens";
-import type { WebhookNotice } from "../src/webhook";
+import type { WebhookNotice } from "../src/core/webhook";
 import { freePort } from "./helpers/redis";
 import { RawStream, SECRET, eventually, parseEvents, startServer, type TestServer } from "./helpers/sse";
 

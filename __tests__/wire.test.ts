@@ -3,7 +3,7 @@
  */
 import request from "supertest";
 import net from "node:net";
-import { createSseRouter } from "../src/router";
+import { createSseRouter } from "../src/adapters/express";
 import { subscribeToken } from "../src/tokens";
 import { RawStream, SECRET, parseEvents, startServer, type TestServer } from "./helpers/sse";
 

@@ -5,7 +5,7 @@
  * memory per subscriber for N subscribers of one topic, side by side:
  *
  *   plain           one pre-framed Buffer written to every socket (the hub's hot path)
- *   shared gzip     src/gzip-shared.ts: each batch compressed once, the same Buffer to everyone
+ *   shared gzip     src/framing/gzip-shared.ts: each batch compressed once, the same Buffer to everyone
  *   per-connection  one zlib gzip stream per subscriber, sync-flushed per batch
  *                   (what the `compression` middleware does on a stream)
  *
@@ -63,7 +63,7 @@ function batches() {
 // ---------------------------------------------------------------- server
 
 async function server(mode) {
-  const { SharedDeflate, GzipMember } = require("../src/gzip-shared.ts");
+  const { SharedDeflate, GzipMember } = require("../src/framing/gzip-shared.ts");
   const sockets = [];
   const srv = net.createServer({ noDelay: true }, (s) => {
     s.on("error", () => undefined);
@@ -219,7 +219,7 @@ async function runMode(mode) {
 
 /** Engine only: ratio, compress µs per batch and join cost for a range of windows. */
 function windowTable() {
-  const { SharedDeflate, GzipMember } = require("../src/gzip-shared.ts");
+  const { SharedDeflate, GzipMember } = require("../src/framing/gzip-shared.ts");
   const all = batches();
   const plainBytes = all.reduce((n, b) => n + b.length, 0);
   const rows = [];

@@ -25,7 +25,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import fc from "fast-check";
 import { base62, pct, tokenArbitraries } from "../__tests__/helpers/fuzz";
-import { brancaEncode } from "../src/branca";
+import { brancaEncode } from "../src/tokens/branca";
 import { encode } from "@msgpack/msgpack";
 
 const { values: flags } = parseArgs({

@@ -1,5 +1,5 @@
 /**
- * Micro-benchmark: Branca token decoding, our codec (src/branca.ts) against
+ * Micro-benchmark: Branca token decoding, our codec (src/tokens/branca.ts) against
  * npm `branca` 0.5 (base-x + libsodium-wrappers), by payload size, plus the
  * cost of rejecting a forged maximum-size (~15,000-character) token.
  *
@@ -29,8 +29,8 @@
  */
 import { randomBytes } from "node:crypto";
 import os from "node:os";
-import { brancaDecode, brancaEncode, createBrancaCodec } from "../src/branca";
-import { base62Decode, base62Encode } from "../src/base62";
+import { brancaDecode, brancaEncode, createBrancaCodec } from "../src/tokens/branca";
+import { base62Decode, base62Encode } from "../src/tokens/base62";
 import { DEFAULTS } from "../src/options";
 
 /* eslint-disable @typescript-eslint/no-require-imports */

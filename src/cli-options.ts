@@ -12,7 +12,7 @@ import os from "node:os";
 import { SseError } from "./errors";
 import { LOG_LEVELS, type LogLevel } from "./logger";
 import { DEFAULTS, resolveOptions, type SseRouterOptions } from "./options";
-import type { RedisBrokerOptions } from "./redis";
+import type { RedisBrokerOptions } from "./brokers/redis";
 
 /** Router options an operator can set from the environment or flags. */
 export type CliRouterOptions = Omit<SseRouterOptions, "secret" | "broker" | "logger">;

@@ -32,9 +32,10 @@ import { RESPONSE_ERROR_CODE, SseError } from "./errors";
 import { createConsoleLogger, type Logger } from "./logger";
 import { DEFAULTS } from "./options";
 import { parseSecret } from "./validate";
-import type { Broker } from "./broker";
-import type * as RedisModule from "./redis";
-import { createSseRouter, refusePipelined, type SseRouter } from "./router";
+import type { Broker } from "./brokers/broker";
+import type * as RedisModule from "./brokers/redis";
+import { createSseHub, type SseHub } from "./core/sse-hub";
+import { refusePipelined, type NodeRequest, type NodeResponse } from "./core/http";
 
 export interface ServerConfig extends Omit<ServerSettings, "workers"> {
   secret: string;
@@ -149,24 +150,22 @@ export function redactRedisUrl(url: string): string {
 export interface RunningServer {
   /** An `http2.Http2SecureServer` (HTTP/2 and HTTP/1.1) with TLS settings, else an `http.Server`. */
   server: http.Server | http2.Http2SecureServer;
-  router: SseRouter;
+  hub: SseHub;
   url: string;
   close(): Promise<void>;
 }
 
 /**
- * Serves `router` under `basePath` with a bare Node request listener: no
- * Express app per request. The router needs none (it uses plain Node request
- * and response calls), and an app would add its own per-request state to every
- * open stream (measured: ~4 KB of heap per subscriber) and cost connects/s.
- * Anything outside the router's routes gets a JSON 404.
+ * Serves `hub` under `basePath` with a bare Node request listener: no
+ * framework per request (an Express app would add its own per-request state
+ * to every open stream, measured ~4 KB of heap per subscriber, and cost
+ * connects/s). Anything outside the hub's routes gets a JSON 404.
  */
-export function mountAt(basePath: string, router: SseRouter, accessLog?: Logger): http.RequestListener {
-  // Answered by the router, the one place that maps errors to HTTP (CORS policy, JSON body, logging).
-  const notFound = (req: http.IncomingMessage, res: http.ServerResponse, path: string) =>
-    router.respondError(req, res, new SseError("not_found", `no route for ${req.method} ${path}`));
+export function mountAt(basePath: string, hub: SseHub, accessLog?: Logger): (req: NodeRequest, res: NodeResponse) => void {
+  // Answered by the hub, the one place that maps errors to HTTP (CORS policy, JSON body, logging).
+  const notFound = (req: NodeRequest, res: NodeResponse, path: string) => hub.respondError(req, res, new SseError("not_found", `no route for ${req.method} ${path}`));
   return (req, res) => {
-    // Every path, not only the router's: nothing may queue behind a stream.
+    // Every path, not only the hub's: nothing may queue behind a stream.
     if (refusePipelined(req)) return;
     const url = req.url ?? "/";
     const path = url.split("?", 1)[0]!;
@@ -176,10 +175,8 @@ export function mountAt(basePath: string, router: SseRouter, accessLog?: Logger)
       const rest = url.slice(basePath.length);
       req.url = rest.startsWith("/") ? rest : "/" + rest;
     }
-    // Express's Router is a (req, res, next) function; `next` means "not ours".
-    (router as unknown as (req: http.IncomingMessage, res: http.ServerResponse, next: () => void) => void)(req, res, () =>
-      notFound(req, res, path),
-    );
+    // `next` means "not ours": the 404 names the full path.
+    hub.handle(req, res, () => notFound(req, res, path));
   };
 }
 
@@ -188,7 +185,7 @@ export function mountAt(basePath: string, router: SseRouter, accessLog?: Logger)
  * so the duration is the stream's life). The path only: the query string may
  * hold a token.
  */
-function logAccess(logger: Logger, req: http.IncomingMessage, res: http.ServerResponse, path: string): void {
+function logAccess(logger: Logger, req: NodeRequest, res: NodeResponse, path: string): void {
   const start = performance.now();
   res.once("close", () => {
     const code = (res as { [RESPONSE_ERROR_CODE]?: string })[RESPONSE_ERROR_CODE];
@@ -215,7 +212,7 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
   let routerOptions = config.router;
   if (config.redisUrl !== undefined) {
     // Loaded only when asked for, so ioredis stays optional.
-    const { createRedisBroker } = require("./redis") as typeof RedisModule;
+    const { createRedisBroker } = require("./brokers/redis") as typeof RedisModule;
     // History and idempotency belong to the broker: with Redis they go to it, not to the router.
     const { historyBytes, historyAge, idempotencyWindow, ...rest } = config.router;
     if (historyBytes !== undefined) logger.warn("SSE_HISTORY_BYTES applies to the in-memory broker only; with Redis, history is bounded by entries and SSE_HISTORY_AGE");
@@ -228,14 +225,14 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
     });
     broker = redisBroker;
   }
-  const router = createSseRouter({ ...routerOptions, secret: config.secret, broker, logger });
+  const hub = createSseHub({ ...routerOptions, secret: config.secret, broker, logger });
   // Listen only once this instance follows the shared stream, so nothing
   // submitted elsewhere after our startup line is missed here. If Redis is
   // not there yet, start anyway: /submit answers 503 until it is.
   if (redisBroker !== undefined && !(await redisBroker.waitUntilReady(5000))) {
     logger.warn(`Redis at ${redactRedisUrl(config.redisUrl!)} is not reachable yet; /submit answers 503 until it is`);
   }
-  const listener = mountAt(config.basePath, router, config.accessLog ? logger : undefined);
+  const listener = mountAt(config.basePath, hub, config.accessLog ? logger : undefined);
   const tlsFiles = loadTls(config);
   const connectionsCheckingInterval = Math.min(SERVER_TIMEOUTS.connectionsCheckingInterval, headersTimeout);
   let server: http.Server | http2.Http2SecureServer;
@@ -244,8 +241,8 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
   } else {
     // HTTP/2 by ALPN, HTTP/1.1 for clients that do not offer h2, one port.
     // The same listener serves both: Node's compat request/response have the
-    // calls the router uses (see router.ts for where HTTP/2 differs).
-    server = http2.createSecureServer({ ...tlsFiles, allowHTTP1: true }, listener as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+    // calls the hub uses (see src/core/sse-hub.ts for where HTTP/2 differs).
+    server = http2.createSecureServer({ ...tlsFiles, allowHTTP1: true }, listener);
     // The HTTP/1 side's timeouts are properties here, not options (Node 20),
     // and keepAliveTimeout is not set at all: without it an idle HTTP/1.1
     // connection would stay open for good. 5 s, http.Server's default.
@@ -318,7 +315,7 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
       server.listen(config.port, config.host, () => resolve());
     });
   } catch (err) {
-    await router.close();
+    await hub.close();
     await broker?.close();
     throw err;
   }
@@ -328,14 +325,14 @@ export async function startServer(config: ServerConfig, logger: Logger = loggerF
   const url = `${tlsFiles === undefined ? "http" : "https"}://${host.includes(":") ? `[${host}]` : host}:${port}${config.basePath === "/" ? "" : config.basePath}`;
   return {
     server,
-    router,
+    hub,
     url,
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         // Ends every stream; each stream's socket closes once its last chunk
         // is flushed (streams are never kept alive).
-        await router.close();
+        await hub.close();
         // Close every connection that is not answering a request now, and each
         // of the others as soon as its response is sent, instead of waiting
         // for keep-alive timeouts or for requests a closing server could only
@@ -478,7 +475,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     const who = cluster.isWorker ? `worker ${process.pid}: ` : "";
-    const streams = running.router.stats.subscribers;
+    const streams = running.hub.stats.subscribers;
     logger.info(`${who}${signal}, closing ${streams} streams`);
     // A second signal, or a stuck close, must not keep the process alive.
     setTimeout(() => process.exit(1), closeDeadline(streams)).unref();

@@ -27,6 +27,12 @@ export type SseErrorCode =
   /** The broker (e.g. Redis) cannot accept events right now. */
   | "broker_unavailable"
   /**
+   * The broker could not start (e.g. a `RedisBroker` already serving another
+   * hub): this hub cannot deliver events until it is recreated. `/events`
+   * and `/submit` answer it, and `hub.start()` rejects with it.
+   */
+  | "broker_failed"
+  /**
    * The publisher client could not reach the hub at all (refused, DNS, TLS,
    * timeout): check its URL and that it runs. Never sent by the server; 502
    * only so the code has a status like every other.
@@ -57,6 +63,7 @@ export const HTTP_STATUS: Readonly<Record<SseErrorCode, number>> = Object.freeze
   not_found: 404,
   closed: 503,
   broker_unavailable: 503,
+  broker_failed: 503,
   hub_unreachable: 502,
   over_capacity: 503,
   subscription_refused: 403,

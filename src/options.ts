@@ -2,14 +2,17 @@
  * Every option of {@link createSseRouter}, typed in one interface and resolved
  * (defaults applied, validated) exactly once by {@link resolveOptions}.
  */
-import { MEMORY_BROKER_DEFAULTS, type Broker } from "./broker";
+import { MEMORY_BROKER_DEFAULTS, type Broker } from "./brokers/broker";
 import { DEFAULT_LOGGER, type Logger } from "./logger";
 import { integerOption, invalid, parseSecret, rejectUnknownKeys } from "./validate";
 
 export { integerOption, parseSecret };
-import type { SubscribeHook, UnsubscribeHook } from "./sessions";
 
-export interface SseRouterOptions {
+/** The options of {@link createSseRouter}: the same as the core's {@link SseHubOptions}. */
+export type SseRouterOptions = SseHubOptions;
+import type { SubscribeHook, UnsubscribeHook } from "./core/sessions";
+
+export interface SseHubOptions {
   /**
    * Shared secret: 32 bytes, as 64 hex characters or a `Buffer`/`Uint8Array`.
    * The same secret the backends use to mint tokens. Required.
@@ -308,7 +311,7 @@ function resolveCors(value: SseRouterOptions["cors"]): ResolvedOptions["cors"] {
   return invalid('cors must be "*", false, or an array of origins such as ["https://app.example"]');
 }
 
-export function resolveOptions(options: SseRouterOptions): ResolvedOptions {
+export function resolveOptions(options: SseHubOptions): ResolvedOptions {
   if (options === null || typeof options !== "object") invalid("options object with a `secret` is required");
   rejectUnknownKeys("createSseRouter", options, OPTION_KEYS);
   const tokenCookie = options.tokenCookie;

@@ -4,7 +4,7 @@
  * (Node's global `fetch` pools and reuses them).
  */
 import { SseError, type SseErrorCode, HTTP_STATUS } from "./errors";
-import type { PublishOptions } from "./broker";
+import type { PublishOptions } from "./brokers/broker";
 import { integerOption, parseSecret } from "./validate";
 import { submitToken, type EventInput } from "./tokens";
 

@@ -7,8 +7,8 @@
  */
 import fc from "fast-check";
 import { encode } from "@msgpack/msgpack";
-import { brancaEncode } from "../../src/branca";
-import { BASE62_ALPHABET } from "../../src/base62";
+import { brancaEncode } from "../../src/tokens/branca";
+import { BASE62_ALPHABET } from "../../src/tokens/base62";
 import { submitToken, subscribeToken } from "../../src/tokens";
 
 /** Any other 32-byte key: tokens that decrypt with it are forgeries for us. */

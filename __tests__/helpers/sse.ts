@@ -5,7 +5,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import express from "express";
-import { createSseRouter, type SseRouter } from "../../src/router";
+import { createSseRouter, type SseRouter } from "../../src/adapters/express";
 import type { SseRouterOptions } from "../../src/options";
 import { parseSse } from "./parse";
 

@@ -7,10 +7,10 @@
  * Two implementations: {@link MemoryBroker} (default, one process) and the
  * Redis broker in `sse-hub/redis` (many processes and machines).
  */
-import { SseError } from "./errors";
-import { frameEvent, frameText } from "./frame";
-import type { EventInput } from "./types";
-import { integerOption, rejectUnknownKeys } from "./validate";
+import { SseError } from "../errors";
+import { frameEvent, frameText } from "../framing/frame";
+import type { EventInput } from "../types";
+import { integerOption, rejectUnknownKeys } from "../validate";
 
 /** An event with its id, framed once; `frame` is shared by every subscriber. */
 export interface FramedEvent {

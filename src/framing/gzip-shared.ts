@@ -49,7 +49,7 @@
  * call the context, and it leaves no native state per topic set in between.
  */
 import * as zlib from "node:zlib";
-import { SseError } from "./errors";
+import { SseError } from "../errors";
 
 export interface SharedDeflateOptions {
   /**

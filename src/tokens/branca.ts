@@ -21,7 +21,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { base62DecodeUnsafe, base62Encode } from "./base62";
-import { SseError } from "./errors";
+import { SseError } from "../errors";
 
 export const BRANCA_VERSION = 0xba;
 /** Bytes of key the spec requires. */

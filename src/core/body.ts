@@ -19,7 +19,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Transform } from "node:stream";
 import zlib from "node:zlib";
-import { SseError } from "./errors";
+import { SseError } from "../errors";
 
 /** The options that bound a body; fields of the resolved router options. */
 export interface BodyLimits {

@@ -3,7 +3,7 @@
  * pure functions, no connection (unit-tested in __tests__/redis-ids.test.ts).
  */
 import type { FramedEvent } from "../broker";
-import { frameEvent } from "../frame";
+import { frameEvent } from "../../framing/frame";
 import { ZERO, compareStreamIds, formatEventId, parseStreamId, type StreamId } from "./ids";
 
 /** One stream entry as XRANGE / XREAD return it: the id and flat `[name, value, ...]` fields. */

@@ -16,10 +16,10 @@
  *   changed gets one event with all of its topics, so a stream receives at
  *   most one per interval however many joins and leaves happened.
  */
-import type { Broker } from "./broker";
-import { frameEvent } from "./frame";
+import type { Broker } from "../brokers/broker";
+import { frameEvent } from "../framing/frame";
 import type { Sink } from "./hub";
-import type { Logger } from "./logger";
+import type { Logger } from "../logger";
 
 /**
  * The optional broker ability behind cluster-wide presence. The router asks

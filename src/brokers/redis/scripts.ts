@@ -3,7 +3,7 @@
  * atomically in Redis: no other client's command runs between its steps.
  */
 import type Redis from "ioredis";
-import type { EventInput } from "../types";
+import type { EventInput } from "../../types";
 import { ZERO, formatStreamId, newEpoch, parseEpochValue, parseStreamId, type StreamId } from "./ids";
 
 /**

@@ -5,7 +5,7 @@
  */
 import type Redis from "ioredis";
 import type { RedisOptions } from "ioredis";
-import { SseError } from "../errors";
+import { SseError } from "../../errors";
 
 /**
  * ioredis is an optional peer dependency: without it, loading `sse-hub/redis`

@@ -69,11 +69,11 @@
 import type Redis from "ioredis";
 import type { RedisOptions } from "ioredis";
 import type { Broker, BrokerHealth, BrokerSink, BrokerState, PublishOptions, ReplayOptions, ReplayResult } from "../broker";
-import { SseError } from "../errors";
-import { DEFAULT_LOGGER, type Logger } from "../logger";
-import type { EventInput } from "../types";
-import { integerOption, invalid, rejectUnknownKeys } from "../validate";
-import type { PresenceBroker } from "../presence";
+import { SseError } from "../../errors";
+import { DEFAULT_LOGGER, type Logger } from "../../logger";
+import type { EventInput } from "../../types";
+import { integerOption, invalid, rejectUnknownKeys } from "../../validate";
+import type { PresenceBroker } from "../../core/presence";
 import { OutageLog, openConnections, unavailable } from "./connection";
 import { compareEventIds } from "./ids";
 import { RedisPublisher } from "./publisher";

@@ -11,8 +11,8 @@
  */
 import type Redis from "ioredis";
 import type { PublishOptions } from "../broker";
-import { SseError } from "../errors";
-import type { EventInput } from "../types";
+import { SseError } from "../../errors";
+import type { EventInput } from "../../types";
 import { unavailable } from "./connection";
 import type { StreamId } from "./ids";
 import { publishBatch } from "./scripts";

@@ -11,8 +11,8 @@
  * dropped and counted (stats and `/metrics`), oldest ones keep their order.
  */
 import { encode } from "@msgpack/msgpack";
-import { brancaEncode } from "./branca";
-import type { Logger } from "./logger";
+import { brancaEncode } from "../tokens/branca";
+import type { Logger } from "../logger";
 
 /** One notice; keys are omitted when they have no value. */
 export interface WebhookNotice {

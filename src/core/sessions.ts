@@ -6,9 +6,9 @@
  * it ended, whatever ended it.
  */
 import type { Admission } from "./admission";
-import { SseError, isSseError } from "./errors";
+import { SseError, isSseError } from "../errors";
 import type { DisconnectReason, HubObserver, Sink } from "./hub";
-import type { Logger } from "./logger";
+import type { Logger } from "../logger";
 import type { Presence } from "./presence";
 import type { Webhook } from "./webhook";
 

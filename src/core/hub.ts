@@ -1,7 +1,8 @@
 /**
  * The hub: topic map, fan-out, per-subscriber backpressure, heartbeats and
- * the resume switch-over. It knows HTTP only as a writable response (`Sink`);
- * the router owns headers, tokens and routes.
+ * the resume switch-over. It hands frames to a `Connection` (../transport)
+ * and knows no transfer coding; it listens for the client closing on the
+ * response (`Sink`). The core owns headers, tokens and routes.
  *
  * Hot path (see bench/): the broker frames each event once into a Buffer;
  * the hub appends that same Buffer to the pending list of every subscriber
@@ -10,14 +11,20 @@
  * closures: one heartbeat timer per hub, one shared `close` listener, and
  * one expiry timer walking coarse buckets (./expiry.ts) for token expiry.
  */
-import type { Broker, BrokerSink, FramedEvent, PublishOptions, ReplayResult, ResetReason } from "./broker";
-import { SseError, isSseError } from "./errors";
+import type { Broker, BrokerSink, FramedEvent, PublishOptions, ReplayResult, ResetReason } from "../brokers/broker";
+import { SseError, isSseError } from "../errors";
 import { ExpiryBuckets } from "./expiry";
-import { HEARTBEAT, frameEvent, frameRetry, httpChunk } from "./frame";
-import { GzipMember, SharedDeflate, type SharedBatch } from "./gzip-shared";
-import type { EventInput } from "./types";
+import { HEARTBEAT, frameEvent, frameRetry } from "../framing/frame";
+import { GzipMember, SharedDeflate, type SharedBatch } from "../framing/gzip-shared";
+import type { Connection } from "../transport/connection";
+import { ResponseConnection } from "../transport/response";
+import type { EventInput } from "../types";
 
-/** What the hub needs of an HTTP response (a `http.ServerResponse` fits). */
+/**
+ * What the hub needs of an HTTP response (a `http.ServerResponse` fits): its
+ * `close`, and, when no connection is given to `subscribe`, the calls of a
+ * `ResponseConnection`. Also the key under which observers know the stream.
+ */
 export interface Sink {
   write(chunk: Buffer): boolean;
   end(): unknown;
@@ -31,23 +38,6 @@ export interface Sink {
   uncork?: () => void;
   /** Added by `compression` and similar middleware: push buffered output out now. */
   flush?: () => void;
-}
-
-/**
- * The response's socket, when the router knows nothing else writes to the
- * response (no compression or other middleware wrapping `res.write`). The hub
- * then writes pre-framed bytes to it directly, `chunked` telling whether the
- * response uses HTTP/1.1 chunked transfer coding.
- */
-export interface DirectSocket {
-  readonly socket: {
-    write(chunk: Buffer): boolean;
-    readonly writableLength: number;
-    once(event: "drain", listener: () => void): unknown;
-    cork(): void;
-    uncork(): void;
-  };
-  readonly chunked: boolean;
 }
 
 /**
@@ -101,7 +91,6 @@ export interface HubOptions {
   readonly expiryNotice: number;
 }
 
-const CRLF = Buffer.from("\r\n");
 /** Width of an expiry bucket: token timestamps are whole seconds, so expiries fall on bucket edges. */
 const EXPIRY_RESOLUTION = 1000;
 /** Longest delay `setTimeout` takes as given (longer ones fire at once). */
@@ -171,7 +160,8 @@ class Subscriber {
   constructor(
     readonly sink: Sink,
     readonly topics: readonly string[],
-    readonly direct: DirectSocket | undefined,
+    /** Where its bytes go (../transport): the hub knows no transfer coding. */
+    readonly conn: Connection,
   ) {}
 }
 
@@ -201,6 +191,7 @@ export class Hub {
   /** {@link hello}'s Buffers by jitter step, built on first use. */
   private readonly hellos: Array<Buffer | undefined> = [];
   private readonly started: Promise<void>;
+  private startFailure: SseError | undefined;
   private counters = {
     eventsPublished: 0,
     eventsDelivered: 0,
@@ -215,8 +206,11 @@ export class Hub {
     this.broker = options.broker;
     // The sink is the fan-out function itself (no wrapper on the hot path), with the reset notice attached.
     const sink: BrokerSink = Object.assign(this.onEvents, { reset: this.onReset });
-    this.started = this.broker.start(sink);
-    // Avoid an unhandled rejection here; publish/subscribe surface the error.
+    this.started = this.broker.start(sink).catch((err: unknown) => {
+      const reason = isSseError(err) || err instanceof Error ? err.message : String(err);
+      throw (this.startFailure = new SseError("broker_failed", `the broker could not start: ${reason}`, { cause: err }));
+    });
+    // Avoid an unhandled rejection here; start(), publish and the routes surface the error.
     this.started.catch(() => undefined);
     if (options.heartbeatInterval > 0) {
       this.heartbeatTimer = setInterval(this.heartbeat, options.heartbeatInterval);
@@ -226,6 +220,16 @@ export class Hub {
 
   get closed(): boolean {
     return this.closing;
+  }
+
+  /** Resolves once the broker started; rejects with `broker_failed` if it could not. */
+  whenStarted(): Promise<void> {
+    return this.started;
+  }
+
+  /** The `broker_failed` error once the broker's start failed, else undefined. */
+  get failed(): SseError | undefined {
+    return this.startFailure;
   }
 
   get stats(): HubStats {
@@ -258,9 +262,9 @@ export class Hub {
    * everything written is one gzip member (the router has sent
    * `Content-Encoding: gzip`), its compression shared with the topic set.
    */
-  subscribe(sink: Sink, topics: readonly string[], lastEventId?: string, direct?: DirectSocket, expiresAt?: number, gzip = false): void {
+  subscribe(sink: Sink, topics: readonly string[], lastEventId?: string, conn?: Connection, expiresAt?: number, gzip = false): void {
     if (this.closing) throw new SseError("closed", "the SSE hub is closed");
-    const sub = new Subscriber(sink, topics, direct);
+    const sub = new Subscriber(sink, topics, conn ?? new ResponseConnection(sink));
     if (gzip) {
       // NUL cannot occur in a topic, so the key is unambiguous.
       const key = [...topics].sort().join("\0");
@@ -279,8 +283,7 @@ export class Hub {
       set.add(sub);
     }
     const hello = this.hello();
-    sink.write(sub.gzip === undefined ? hello : sub.gzip.own(hello));
-    sink.flush?.();
+    sub.conn.open(sub.gzip === undefined ? hello : sub.gzip.own(hello));
     if (expiresAt !== undefined) this.scheduleExpiry(sub, expiresAt);
     if (lastEventId !== undefined) {
       // Registered above before asking the broker, so every event that is not
@@ -501,7 +504,7 @@ export class Hub {
       return;
     }
     if (writable) this.nextPage(sub, resume, false);
-    else (sub.direct?.socket ?? sub.sink).once("drain", () => this.nextPage(sub, resume, false));
+    else sub.conn.onDrain(() => this.nextPage(sub, resume, false));
   }
 
   /** The replay is out: held events newer than it follow; older ones are dropped from now on. */
@@ -527,33 +530,11 @@ export class Hub {
     if (sub.gzip !== undefined) {
       // Not a shared batch: these bytes are this subscriber's own part of its gzip member.
       const own = sub.gzip.own(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
-      // Nothing to write (an empty chunk would end a chunked response).
+      // Nothing to write (a connection may not take an empty write: an empty HTTP/1.1 chunk ends the body).
       if (own.length === 0) return true;
       frames = [own];
     }
-    const direct = sub.direct;
-    let ok = true;
-    if (direct === undefined) {
-      const sink = sub.sink;
-      sink.cork?.();
-      for (const frame of frames) ok = sink.write(frame);
-      sink.uncork?.();
-      sink.flush?.();
-      return ok;
-    }
-    const socket = direct.socket;
-    socket.cork();
-    if (direct.chunked) {
-      let bytes = 0;
-      for (const frame of frames) bytes += frame.length;
-      socket.write(Buffer.from(bytes.toString(16) + "\r\n", "latin1"));
-      for (const frame of frames) socket.write(frame);
-      ok = socket.write(CRLF);
-    } else {
-      for (const frame of frames) ok = socket.write(frame);
-    }
-    socket.uncork();
-    return ok;
+    return sub.conn.writeFrames(frames);
   }
 
   private enqueue(sub: Subscriber, frame: Buffer, events: number): void {
@@ -582,11 +563,11 @@ export class Hub {
     this.dirty = [];
     const max = this.options.maxBufferBytes;
     // Subscribers of the same topics have the same pending frames: build the
-    // bytes once and hand the same Buffer to each. Dirty subscribers of one
-    // topic are adjacent, so remembering the last list catches nearly all.
-    const singles = new Map<Buffer, Buffer>();
+    // bytes once and hand the same Buffer to each (a connection that codes
+    // them, e.g. HTTP/1.1 chunks, then codes them once too). Dirty
+    // subscribers of one topic are adjacent, so remembering the last list
+    // catches nearly all.
     let lastList: Buffer[] | null = null;
-    let lastChunked = false;
     let lastBytes: Buffer | null = null;
     let gzipSubs: Subscriber[] | undefined;
     let gzipPending: Array<Buffer | Buffer[]> | undefined;
@@ -599,8 +580,7 @@ export class Hub {
       sub.pendingBytes = 0;
       sub.pendingEvents = 0;
       if (sub.closed || pending === null) continue;
-      const direct = sub.direct;
-      const out = direct === undefined ? sub.sink : direct.socket;
+      const out = sub.conn;
       // Never skip an event: a subscriber still holding more than its bound
       // from earlier turns is disconnected. (This turn's batch is not counted,
       // so one large batch cannot cut off a client that keeps up.)
@@ -615,26 +595,15 @@ export class Hub {
         (gzipEvents ??= []).push(events);
         continue;
       }
-      const chunked = direct !== undefined && direct.chunked;
       let data: Buffer;
-      if (!Array.isArray(pending)) {
-        if (!chunked) data = pending;
-        else {
-          let wrapped = singles.get(pending);
-          if (wrapped === undefined) singles.set(pending, (wrapped = httpChunk([pending], bytes)));
-          data = wrapped;
-        }
-      } else if (lastBytes !== null && lastChunked === chunked && sameList(lastList!, pending)) {
-        data = lastBytes;
-      } else {
-        data = chunked ? httpChunk(pending, bytes) : Buffer.concat(pending, bytes);
+      if (!Array.isArray(pending)) data = pending;
+      else if (lastBytes !== null && sameList(lastList!, pending)) data = lastBytes;
+      else {
+        data = Buffer.concat(pending, bytes);
         lastList = pending;
-        lastChunked = chunked;
         lastBytes = data;
       }
       out.write(data);
-      // A middleware that compresses despite `no-transform` buffers until told.
-      if (direct === undefined) sub.sink.flush?.();
       this.counters.eventsDelivered += events;
     }
     if (gzipSubs !== undefined) this.flushGzip(gzipSubs, gzipPending!, gzipEvents!);
@@ -664,8 +633,6 @@ export class Hub {
         set.votes = 1;
       }
     }
-    // One chunk-coded copy per shared Buffer, as for plain subscribers.
-    const chunks = new Map<Buffer, Buffer>();
     for (let i = 0; i < subs.length; i++) {
       const sub = subs[i]!;
       const set = sub.gzipSet!;
@@ -677,16 +644,7 @@ export class Hub {
         data = sub.gzip!.own(Array.isArray(pending) ? Buffer.concat(pending) : pending);
       }
       if (data.length === 0) continue;
-      const direct = sub.direct;
-      if (direct === undefined) {
-        sub.sink.write(data);
-        sub.sink.flush?.();
-      } else if (!direct.chunked) direct.socket.write(data);
-      else {
-        let chunk = chunks.get(data);
-        if (chunk === undefined) chunks.set(data, (chunk = httpChunk([data], data.length)));
-        direct.socket.write(chunk);
-      }
+      sub.conn.write(data);
       this.counters.eventsDelivered += events[i]!;
     }
   }
@@ -711,12 +669,9 @@ export class Hub {
     // A slow client's buffered bytes would never drain: drop them now so memory
     // is freed at once. On shutdown, end cleanly so clients see a normal close
     // (at expiry too: the client reconnects, with a fresh token if it has one).
-    if (reason === "slow") sub.sink.destroy();
-    else if (reason !== "client") {
-      // A clean end of a gzip stream carries the trailer (CRC-32 and length).
-      if (sub.gzip !== undefined) sub.sink.write(sub.gzip.end());
-      sub.sink.end();
-    }
+    if (reason === "slow") sub.conn.destroy();
+    // A clean end of a gzip stream carries the trailer (CRC-32 and length).
+    else if (reason !== "client") sub.conn.end(sub.gzip?.end());
     this.options.observer?.unsubscribed(sub.sink, sub.topics, reason);
   }
 }

@@ -8,11 +8,11 @@
  */
 import { Decoder, encode } from "@msgpack/msgpack";
 import { brancaEncode, createBrancaCodec } from "./branca";
-import { SseError } from "./errors";
-import type { EventInput } from "./types";
-import { parseSecret } from "./validate";
+import { SseError } from "../errors";
+import type { EventInput } from "../types";
+import { parseSecret } from "../validate";
 
-export type { EventInput } from "./types";
+export type { EventInput } from "../types";
 
 /** Limits applied to decoded payloads; fields of the resolved router options. */
 export interface PayloadLimits {

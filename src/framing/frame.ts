@@ -68,21 +68,3 @@ export function frameEvent(event: string, data: string, id?: string): Buffer {
 export function frameRetry(ms: number): Buffer {
   return Buffer.from("retry:" + Math.floor(ms) + "\n\n");
 }
-
-const CRLF = Buffer.from("\r\n");
-
-/**
- * HTTP/1.1 chunked transfer coding of `parts` as one chunk: `<hex len>\r\n`,
- * the bytes, `\r\n`. The hub writes these straight to the socket so one
- * Buffer, built once, serves every subscriber whose pending frames are the
- * same (instead of Node re-framing each `res.write` per subscriber).
- */
-export function httpChunk(parts: readonly Buffer[], bytes: number): Buffer {
-  const head = Buffer.from(bytes.toString(16) + "\r\n", "latin1");
-  const out = Buffer.allocUnsafe(head.length + bytes + 2);
-  head.copy(out, 0);
-  let offset = head.length;
-  for (const part of parts) offset += part.copy(out, offset);
-  CRLF.copy(out, offset);
-  return out;
-}

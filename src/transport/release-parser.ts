@@ -6,7 +6,7 @@
  * about 2.3 KB of native memory (llhttp's state and 32 + 32 header slots)
  * plus a JS object and its callbacks. A stream holds its connection for hours
  * and never lets it carry another request (anything pipelined behind a stream
- * is refused, see router.ts), so the parser is dead weight: about a fifth of
+ * is refused, see `refusePipelined` in ../core/http.ts), so the parser is dead weight: about a fifth of
  * what a stream costs. Node frees the parser itself when a connection is
  * upgraded (WebSocket, CONNECT); this takes the same steps (Node 20,
  * lib/_http_server.js, `onParserExecuteCommon`, upgrade branch) once the
