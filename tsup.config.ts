@@ -28,6 +28,10 @@ export default defineConfig([
   // `sse-hub/core`: the framework-free core, for node:http, node:http2 and
   // other stacks; like `sse-hub/redis`, it must not load Express.
   { ...nodeLibrary, entry: { core: "src/core/index.ts" } },
+  // `sse-hub/fastify`: the Fastify plugin, with its own copy of the core.
+  // Fastify is an optional peer dependency and only a type import here
+  // (external in the .d.ts too); Express is never loaded.
+  { ...nodeLibrary, entry: { fastify: "src/adapters/fastify.ts" } },
   {
     ...nodeLibrary,
     entry: { redis: "src/brokers/redis/index.ts" },

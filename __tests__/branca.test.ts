@@ -19,6 +19,7 @@ import {
   brancaEncode,
   createBrancaCodec,
   hchacha20,
+  headerBounds,
 } from "../src/tokens/branca";
 import { BASE62_ALPHABET, base62Decode, base62DecodeUnsafe, base62Encode } from "../src/tokens/base62";
 import { SseError, type SseErrorCode } from "../src/errors";
@@ -514,6 +515,86 @@ describe("large forged tokens (their cost is measured by bench/token-codec.ts, n
     for (const n of [2_000, 8_000]) {
       const msg = randomBytes(n);
       expect(brancaDecode(KEY, brancaEncode(KEY, msg)).payload.equals(msg)).toBe(true);
+    }
+  });
+});
+
+describe("early rejections from the first characters (headerBounds)", () => {
+  /** The message of the SseError `fn` throws. */
+  function messageOf(fn: () => unknown): string {
+    try {
+      fn();
+      return "no error";
+    } catch (err) {
+      return err instanceof SseError ? `${err.code}: ${err.message}` : "not an SseError";
+    }
+  }
+  const base62Text = (min: number, max: number) =>
+    fc
+      .tuple(fc.integer({ min: 1, max: 61 }), fc.array(fc.integer({ min: 0, max: 61 }), { minLength: min - 1, maxLength: max - 1 }))
+      .map(([first, rest]) => BASE62_ALPHABET[first]! + rest.map((d) => BASE62_ALPHABET[d]!).join(""));
+
+  test("property: the bounds always contain the decoded version byte and timestamp (random texts and tokens)", () => {
+    let pinned = 0;
+    const check = (text: string): boolean => {
+      const b = headerBounds(text);
+      if (b === undefined) return true;
+      pinned++;
+      const bin = base62Decode(text);
+      if (bin[0] !== b.version) return false;
+      if (b.version !== BRANCA_VERSION) return true;
+      const ts = bin.readUInt32BE(1);
+      return ts >= b.minTimestamp && ts <= b.maxTimestamp && b.maxTimestamp - b.minTimestamp < 120;
+    };
+    fc.assert(fc.property(base62Text(BRANCA_MIN_TOKEN_LENGTH, 600), check), { numRuns: 2000 });
+    // Genuine headers: every timestamp edge (0, 2^32-1, byte carries) and lengths up to the 16 KiB cap.
+    const timestamps = fc.oneof(fc.constantFrom(0, 1, 255, 256, 0xffff, 0x10000, 0xffffff, 0x1000000, 0xfffffffe, 0xffffffff), fc.nat(0xffffffff));
+    fc.assert(
+      fc.property(timestamps, fc.integer({ min: 0, max: 12_000 }), fc.nat(255), (ts, size, fill) => {
+        const bin = Buffer.alloc(BRANCA_MIN_BYTES + size, fill);
+        bin[0] = BRANCA_VERSION;
+        bin.writeUInt32BE(ts, 1);
+        // (At the exact edges, e.g. timestamp 0 with zero bytes after it, the bounds may straddle 0xB9/0xBA: undefined, full decode.)
+        return check(base62Encode(bin));
+      }),
+      { numRuns: 300 },
+    );
+    expect(pinned).toBeGreaterThan(2000);
+  });
+
+  test("a wrong version byte is refused before the rest is read (a bad last character does not matter)", () => {
+    const bin = raw(brancaEncode(KEY, randomBytes(11_000)));
+    for (const version of [0x01, 0xb9, 0xbb, 0xff]) {
+      bin[0] = version;
+      const text = base62Encode(bin);
+      expect(messageOf(() => brancaDecode(KEY, text.slice(0, -1) + "!"))).toBe("token_invalid: token does not start with the Branca version byte");
+    }
+  });
+
+  test("an expired or future timestamp is refused before the rest is read, with the exact check's error", () => {
+    const now = 1_800_000_000;
+    const opts = { ttl: 60, maxFuture: 30, now };
+    for (const size of [10, 3_000, 11_000]) {
+      const msg = randomBytes(size);
+      const stale = brancaEncode(KEY, msg, { timestamp: now - 60 - 200 });
+      const future = brancaEncode(KEY, msg, { timestamp: now + 30 + 200 });
+      expect(messageOf(() => brancaDecode(KEY, stale, opts))).toBe("token_invalid: token has expired");
+      expect(messageOf(() => brancaDecode(KEY, stale.slice(0, -1) + "!", opts))).toBe("token_invalid: token has expired");
+      expect(messageOf(() => brancaDecode(KEY, future.slice(0, -1) + "!", opts))).toBe("token_invalid: token timestamp is in the future");
+    }
+  });
+
+  test("genuine tokens at the very edges of the time window still pass, at every length", () => {
+    const now = 1_800_000_000;
+    const opts = { ttl: 60, maxFuture: 30, now };
+    for (let size = 0; size <= 4_000; size += 97) {
+      const msg = randomBytes(size);
+      for (const timestamp of [now - 60, now - 59, now, now + 29, now + 30]) {
+        expect(brancaDecode(KEY, brancaEncode(KEY, msg, { timestamp }), opts).payload.equals(msg)).toBe(true);
+      }
+      // One second further out: refused, by the early check or the exact one, with the same code.
+      expect(codeOf(() => brancaDecode(KEY, brancaEncode(KEY, msg, { timestamp: now - 61 }), opts))).toBe("token_invalid");
+      expect(codeOf(() => brancaDecode(KEY, brancaEncode(KEY, msg, { timestamp: now + 31 }), opts))).toBe("token_invalid");
     }
   });
 });

@@ -375,7 +375,7 @@ describe("/health and /metrics", () => {
         brokerResets: 0,
         disconnects: { client: 0, slow: 0, shutdown: 0, broker: 0, expired: 0 },
         // Admission control (issue 14).
-        shed: { connections: 0, subject: 0, rate: 0, hook_timeout: 0 },
+        shed: { connections: 0, subject: 0, rate: 0, hook_timeout: 0, tokens: 0 },
         refused: 0,
       });
       expect((await request(srv.server).post("/sse/health")).status).toBe(405);

@@ -53,7 +53,7 @@ test("the browser client type-checks against the DOM lib (its own tsconfig)", ()
 });
 
 test("type declarations are bundled for both formats", () => {
-  for (const file of ["index.d.ts", "index.d.mts", "core.d.ts", "core.d.mts", "redis.d.ts", "redis.d.mts", "client.d.mts"]) {
+  for (const file of ["index.d.ts", "index.d.mts", "core.d.ts", "core.d.mts", "redis.d.ts", "redis.d.mts", "fastify.d.ts", "fastify.d.mts", "client.d.mts"]) {
     expect(existsSync(path.join(root, "dist", file))).toBe(true);
   }
 });
@@ -98,4 +98,47 @@ test("sse-hub/core (CJS and ESM) loads neither the main entry nor Express, and i
      await hub.close();`,
   ]);
   expect(esm).toBe("function /events /submit /presence /ping false");
+});
+
+test("the main entry loads no Express (an optional peer dependency): its router is a plain (req, res, next) middleware", () => {
+  const out = node([
+    "-e",
+    `const m = require("sse-hub");
+     const router = m.createSseRouter({ secret: "00".repeat(32) });
+     const express = Object.keys(require.cache).some((f) => f.includes("/node_modules/express/"));
+     console.log([express, typeof router, router.length, typeof router.publish].join(","));
+     router.close();`,
+  ]);
+  expect(out).toBe("false,function,3,function");
+});
+
+test("sse-hub/fastify loads neither Express, the main entry nor Fastify itself, and registers in a Fastify app (CJS and ESM)", () => {
+  const cjs = node([
+    "-e",
+    `const entry = require("sse-hub/fastify");
+     const loaded = Object.keys(require.cache);
+     const express = loaded.some((f) => f.includes("/node_modules/express/"));
+     const fastify = loaded.some((f) => f.includes("/node_modules/fastify/"));
+     const main = loaded.some((f) => f.endsWith("/dist/index.js"));
+     const app = require("fastify")();
+     app.register(entry.sseHubPlugin, { prefix: "/sse", secret: "00".repeat(32) });
+     app.ready().then(async () => {
+       const routes = ["/sse/events", "/sse/submit"].map((url) => app.hasRoute({ method: "POST", url }));
+       console.log([typeof entry.sseHubPlugin, entry.default === entry.sseHubPlugin, express, fastify, main, ...routes, typeof app.sseHub.publish].join(","));
+       await app.close();
+     });`,
+  ]);
+  expect(cjs).toBe("function,true,false,false,false,true,true,function");
+  const esm = node([
+    "--input-type=module",
+    "-e",
+    `import sseHubPlugin from "sse-hub/fastify";
+     import Fastify from "fastify";
+     const app = Fastify();
+     await app.register(sseHubPlugin, { secret: "00".repeat(32) });
+     console.log(app.hasRoute({ method: "GET", url: "/events" }), app.sseHub.closed);
+     await app.close();
+     console.log(app.sseHub.closed);`,
+  ]);
+  expect(esm).toBe("true false\ntrue");
 });

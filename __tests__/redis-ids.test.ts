@@ -9,8 +9,11 @@ import {
   compareStreamIds,
   formatEventId,
   formatStreamId,
+  fnv1a,
+  idPrefix,
   newEpoch,
   parseEpochValue,
+  partitionOf,
   parseEventId,
   parseStreamId,
 } from "../src/brokers/redis/ids";
@@ -58,6 +61,41 @@ describe("event ids <epoch>.<ms>-<seq>", () => {
     expect(compareEventIds("42", "a.0-0")).toBeLessThan(0);
     expect(compareEventIds("a.0-0", "42")).toBeGreaterThan(0);
     expect(compareEventIds("x", "y")).toBe(0);
+  });
+});
+
+describe("partitioned ids <epoch>.<partition>.<ms>-<seq> and the topic hash", () => {
+  test("one partition keeps today's ids; more name the partition", () => {
+    expect(formatEventId(idPrefix("k3x9", undefined), id(17, 2))).toBe("k3x9.17-2");
+    expect(formatEventId(idPrefix("k3x9", 3), id(17, 2))).toBe("k3x9.3.17-2");
+    expect(parseEventId("k3x9.3.17-2")).toEqual({ epoch: "k3x9", partition: 3, id: id(17, 2) });
+    expect(parseEventId("k3x9.0.17-2")).toEqual({ epoch: "k3x9", partition: 0, id: id(17, 2) });
+    expect(parseEventId("k3x9.17-2")!.partition).toBeUndefined();
+    for (const bad of ["k3x9.03.17-2", "k3x9.12345.17-2", "k3x9.-1.17-2", "k3x9..17-2", "k3x9.a.17-2", "k3x9.1.2.17-2", "k3x9.1.17"]) {
+      expect(parseEventId(bad)).toBeUndefined();
+    }
+  });
+
+  test("compared by partition, then position", () => {
+    expect(compareEventIds("a.1.5-0", "a.1.6-0")).toBeLessThan(0);
+    expect(compareEventIds("a.2.1-0", "a.1.9-0")).toBeGreaterThan(0);
+    expect(compareEventIds("a.1.5-0", "a.1.5-0")).toBe(0);
+  });
+
+  test("FNV-1a 32-bit test vectors (every instance and version must hash a topic the same way)", () => {
+    expect(fnv1a("")).toBe(0x811c9dc5);
+    expect(fnv1a("a")).toBe(0xe40c292c);
+    expect(fnv1a("foobar")).toBe(0xbf9cf968);
+    // UTF-8 bytes, not UTF-16 code units.
+    expect(fnv1a("ünï")).toBe(0x1b521a56);
+    expect(partitionOf("user:42", 16)).toBe(0x2f6b7b82 % 16);
+    expect(partitionOf("anything", 1)).toBe(0);
+  });
+
+  test("topics spread over the partitions", () => {
+    const counts = new Array(16).fill(0);
+    for (let i = 0; i < 16_000; i++) counts[partitionOf(`user:${i}`, 16)]++;
+    for (const n of counts) expect(Math.abs(n - 1000)).toBeLessThan(150);
   });
 });
 
@@ -154,7 +192,7 @@ describe("options", () => {
     expect(codeAndMessage(() => createRedisBroker({ historylength: 5000 } as never))).toEqual({
       code: "invalid_option",
       message:
-        'RedisBroker: unknown option "historylength"; did you mean "historyLength"? (known: url, redis, key, historyLength, historyAge, publishTimeout, startTimeout, readCount, idempotencyWindow, checkInterval, log, logger, presenceTtl)',
+        'RedisBroker: unknown option "historylength"; did you mean "historyLength"? (known: url, cluster, redis, key, partitions, partitionLinger, waitReplicas, historyLength, historyAge, publishTimeout, startTimeout, readCount, idempotencyWindow, checkInterval, log, logger, presenceTtl)',
     });
   });
 
@@ -163,5 +201,16 @@ describe("options", () => {
     expect(codeAndMessage(() => new RedisBroker({ historyLength: 10 }))).toEqual({ code: "invalid_option", message: "historyLength must be an integer >= 1000; got 10" });
     expect(codeAndMessage(() => new RedisBroker({ url: 6379 } as never))).toEqual({ code: "invalid_option", message: "url must be a Redis URL, e.g. redis://127.0.0.1:6379" });
     expect(codeAndMessage(() => new RedisBroker({ log: "yes" } as never))).toEqual({ code: "invalid_option", message: "log must be a function or null" });
+  });
+
+  test("partitions and cluster", () => {
+    expect(codeAndMessage(() => new RedisBroker({ partitions: 0 }))).toEqual({ code: "invalid_option", message: "partitions must be an integer between 1 and 1024; got 0" });
+    expect(codeAndMessage(() => new RedisBroker({ partitions: 4, key: "{sse}:events" }))?.message).toMatch(/must not contain \{ or \}/);
+    expect(codeAndMessage(() => new RedisBroker({ cluster: [] }))?.message).toMatch(/cluster must be a non-empty array/);
+    expect(codeAndMessage(() => new RedisBroker({ cluster: [{ host: "h", port: 1, tls: true }] } as never))?.message).toMatch(/unknown option "tls"/);
+    expect(codeAndMessage(() => new RedisBroker({ cluster: [{ host: "h", port: 70000 }] }))?.message).toMatch(/cluster port must be an integer between 1 and 65535/);
+    expect(codeAndMessage(() => new RedisBroker({ cluster: [{ host: "h", port: 7000 }], url: "redis://h" }))?.message).toMatch(/either url .* or cluster/);
+    expect(codeAndMessage(() => new RedisBroker({ cluster: [{ host: "h", port: 7000 }] }))?.message).toMatch(/key needs a hash tag/);
+    expect(codeAndMessage(() => new RedisBroker({ partitionLinger: -1 }))?.message).toMatch(/partitionLinger must be an integer/);
   });
 });

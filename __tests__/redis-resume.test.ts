@@ -11,6 +11,7 @@ import type { SseRouterOptions } from "../src/options";
 import { createSseRouter, type SseRouter } from "../src/adapters/express";
 import { submitToken, subscribeToken, type EventInput } from "../src/tokens";
 import { CliServer, SECRET, SseClient, submit, twoInstancesOnRedis, waitFor } from "./helpers/redis";
+import { expectConsecutive, resumeRepeatedly, steadyPublisher } from "./helpers/resume";
 import { serveRouter } from "./helpers/sse";
 
 const env = twoInstancesOnRedis();
@@ -35,52 +36,6 @@ async function routerOnRedis(options: Partial<SseRouterOptions> = {}): Promise<{
 }
 
 const ev = (n: number, data = ""): EventInput => ({ topic: "t", event: "n", data: `${n}${data}` });
-
-/** Runs `publishOne(n)` for n = 0, 1, ... every ~`everyMs` until stopped; resolves with how many were published. */
-function steadyPublisher(publishOne: (n: number) => Promise<unknown>, everyMs: number): { stop(): Promise<number> } {
-  let running = true;
-  let n = 0;
-  const done = (async () => {
-    while (running) {
-      await publishOne(n++);
-      await new Promise((r) => setTimeout(r, everyMs));
-    }
-    return n;
-  })();
-  return {
-    async stop() {
-      running = false;
-      return done;
-    },
-  };
-}
-
-/**
- * Resumes `rounds` times, each from the last id the previous stream got,
- * reading a couple of events each time; checks every response on its own
- * (no duplicate) and all together (no gap): the numbers are 0, 1, 2, ...
- */
-async function resumeRepeatedly(open: (round: number, lastId: string | undefined) => Promise<SseClient>, rounds: number): Promise<{ duplicates: number; numbers: number[] }> {
-  const numbers: number[] = [];
-  let duplicates = 0;
-  let lastId: string | undefined;
-  for (let round = 0; round < rounds; round++) {
-    const client = await open(round, lastId);
-    await client.waitForEvents(2, 10_000);
-    client.close();
-    const ids = client.events.map((e) => e.id!);
-    duplicates += ids.length - new Set(ids).size;
-    numbers.push(...client.events.map((e) => Number(e.data)));
-    lastId = client.lastId;
-  }
-  return { duplicates, numbers };
-}
-
-/** Each number is one more than the one before (no duplicate, no gap). */
-function expectConsecutive(numbers: number[]): void {
-  const wrong = numbers.findIndex((n, i) => n !== numbers[0]! + i);
-  expect(wrong === -1 ? "consecutive" : `at ${wrong}: ${numbers.slice(Math.max(0, wrong - 3), wrong + 3).join(",")}`).toBe("consecutive");
-}
 
 test("one instance: resuming hundreds of times under an event every ~5 ms never repeats or skips an event", async () => {
   const { router, base } = await routerOnRedis();

@@ -109,6 +109,25 @@ describe("tokens from an independent Python implementation", () => {
   });
 });
 
+describe("Python-made tokens near the edges of the time window (the early header check must never refuse them)", () => {
+  // This server's TTL is a day and the clock skew allowance 60 s (defaults): inside by 10 s either way.
+  const topics = (n: number) => Array.from({ length: n }, (_, i) => `topic-${i}`.padEnd(24, "x"));
+  test.each([1, 12, 90])("%i topics, stamped just inside the TTL and the clock skew: streams open", async (n) => {
+    const now = Math.floor(Date.now() / 1000);
+    for (const timestamp of [now - 86_400 + 10, now + 50]) {
+      const token = python("encode", SECRET, JSON.stringify({ topics: topics(n) }), "--timestamp", String(timestamp));
+      expect(await getOnce(`${srv.base}/events?token=${token}`)).toEqual({ status: 200, body: {} });
+    }
+  });
+
+  test("expired 10 minutes ago, with a last character that is not base62: 401 token_invalid (expired, decided first)", async () => {
+    const token = python("encode", SECRET, JSON.stringify({ topics: topics(90) }), "--timestamp", String(Math.floor(Date.now() / 1000) - 86_400 - 600));
+    const res = await getOnce(`${srv.base}/events?token=${token.slice(0, -1)}%21`);
+    await expectError(res, 401, "token_invalid");
+    expect(res.body.message).toBe("token has expired");
+  });
+});
+
 describe("bad tokens get their documented 4xx", () => {
   const now = Math.floor(Date.now() / 1000);
   const good = subscribeToken(SECRET, ["x"]);

@@ -27,6 +27,7 @@ import fc from "fast-check";
 import { base62, pct, tokenArbitraries } from "../__tests__/helpers/fuzz";
 import { brancaEncode } from "../src/tokens/branca";
 import { encode } from "@msgpack/msgpack";
+import { DEFAULTS } from "../src/options";
 
 const { values: flags } = parseArgs({
   options: { inputs: { type: "string", default: "5000" }, seed: { type: "string" }, json: { type: "string" } },
@@ -36,8 +37,10 @@ const INPUTS = Number(flags.inputs);
 const SEED = flags.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(flags.seed);
 const SECRET = "5b1c0e7f3a9d2e4c6b8a0f1e3d5c7b9a2f4e6d8c0b1a3f5e7d9c2b4a6f8e0d1c";
 const CLI = path.join(__dirname, "..", "dist", "cli.js");
-/** The router's default `maxTokenLength`: the longest token it decodes at all. */
-const TOKEN_CAP = 16_384;
+/** The longest subscribe token the router decodes (`maxSubscribeTokenLength`, 4,096). */
+const SUBSCRIBE_CAP = DEFAULTS.maxSubscribeTokenLength;
+/** A submit token is the body of POST /submit: bounded by `bodyLimit` (8 KiB) before `maxTokenLength` (16 KiB). */
+const TOKEN_CAP = Math.min(DEFAULTS.maxTokenLength, DEFAULTS.bodyLimit);
 
 interface Input {
   kind: string;
@@ -54,17 +57,34 @@ function inputs(): Input[] {
     { weight: 4, arbitrary: token.map((t): Input => ({ kind: "subscribe token in query", method: "GET", path: `/events?token=${pct(t)}`, headers: {} })) },
     { weight: 2, arbitrary: token.map((t): Input => ({ kind: "subscribe token as Bearer", method: "GET", path: "/events", headers: { Authorization: `Bearer ${t.replace(/[^\x21-\x7e]/g, "A")}` } })) },
     { weight: 4, arbitrary: token.map((t): Input => ({ kind: "submit body", method: "POST", path: "/submit", headers: {}, body: t })) },
-    // At the cap: the most decoding work an attacker can ask for per request.
+    // At the caps: the most decoding work an attacker can ask for per request.
     {
       weight: 1,
-      arbitrary: base62(64).map((s): Input => ({ kind: `random base62 at the cap (${TOKEN_CAP})`, method: "GET", path: `/events?token=${s.padEnd(TOKEN_CAP, "Z")}`, headers: {} })),
+      arbitrary: base62(64).map((s): Input => ({ kind: `random base62 at the subscribe cap (${SUBSCRIBE_CAP})`, method: "GET", path: `/events?token=${s.padEnd(SUBSCRIBE_CAP, "Z")}`, headers: {} })),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.nat(300).map((n): Input => {
+        // A well-formed Branca token under another key, just under the cap: decodes fully, fails the MAC.
+        const forged = brancaEncode(forgedKey, encode({ topics: ["x".repeat(Math.floor(SUBSCRIBE_CAP * 0.74) - 60 - n)] }));
+        return { kind: "forged Branca near the subscribe cap", method: "GET", path: `/events?token=${forged}`, headers: {} };
+      }),
     },
     {
       weight: 1,
       arbitrary: fc.nat(1000).map((n): Input => {
-        // A well-formed Branca token under another key, just under the cap: decodes fully, fails the MAC.
-        const forged = brancaEncode(forgedKey, encode({ topics: ["x".repeat(Math.floor(TOKEN_CAP * 0.74) - 100 - n)] }));
-        return { kind: "forged Branca near the cap", method: "GET", path: `/events?token=${forged}`, headers: {} };
+        const forged = brancaEncode(forgedKey, encode({ events: [{ topic: "t", event: "e", data: "x".repeat(Math.floor(TOKEN_CAP * 0.74) - 100 - n) }] }));
+        return { kind: `forged Branca submit body near the cap (${TOKEN_CAP})`, method: "POST", path: "/submit", headers: {}, body: forged };
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.integer({ min: Math.floor(TOKEN_CAP / 6), max: Math.floor(TOKEN_CAP / 4.2) }).map((depth): Input => {
+        // Genuine (right key) but absurd: {a:{a:{…}}} thousands deep, near the cap (only a buggy backend can send it).
+        const step = [0x81, 0xa1, 0x61];
+        const body = Buffer.alloc(depth * 3 + 1, 0xc0);
+        for (let i = 0; i < depth; i++) body.set(step, i * 3);
+        return { kind: "genuine deeply nested submit body near the cap", method: "POST", path: "/submit", headers: {}, body: brancaEncode(Buffer.from(SECRET, "hex"), body) };
       }),
     },
   );

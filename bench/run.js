@@ -13,8 +13,11 @@ const { freePort } = require("./lib/ports");
 const os = require("node:os");
 const net = require("node:net");
 const crypto = require("node:crypto");
-const readline = require("node:readline");
 const { codec } = require("./lib/tokens");
+const { LoadClient, compileClient } = require("./lib/loadclient");
+const { nchanConfig } = require("./lib/nchan");
+const { NICE } = require("./lib/priority");
+const { CLK_TCK, track, stop, killAllNow, killChildrenOnExit, waitPort, processTree, rssKiB, cpuUs, cpuUsFine } = require("./lib/procs");
 
 const ROOT = path.resolve(__dirname, "..");
 const ALL_SERVERS = ["baseline", "ours", "ours-redis", "ours-express", "better-sse", "nchan"];
@@ -100,155 +103,11 @@ function parseArgs(argv) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const nowUs = () => Number(process.hrtime.bigint() / 1000n); // CLOCK_MONOTONIC, same clock as the C client
 const log = (...a) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
-// Servers and the load client run at a high CFS priority so that other work on
-// the machine (this is a shared 2-core box) disturbs the measurement less: each
-// is started in its own session (detached), hence its own scheduler autogroup
-// when kernel.sched_autogroup_enabled=1, so the autogroup gets the nice value
-// too (plain nice only ranks processes within one autogroup).
-const PRIORITY = process.getuid?.() === 0 && !process.argv.includes("--no-priority");
-const NICE = PRIORITY ? ["nice", "-n", "-15"] : [];
-function boost(child) {
-  if (!PRIORITY) return;
-  try {
-    fs.writeFileSync(`/proc/${child.pid}/autogroup`, "-15");
-  } catch {
-    /* no autogroup support: nice alone */
-  }
-}
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"]).stdout?.toString().trim()) || 100;
-
-const children = new Set();
-function track(child) {
-  children.add(child);
-  boost(child);
-  child.on("exit", () => children.delete(child));
-  return child;
-}
-function killTree(child, sig) {
-  try {
-    process.kill(-child.pid, sig);
-  } catch {
-    try {
-      child.kill(sig);
-    } catch {
-      /* gone */
-    }
-  }
-}
-async function stop(child, graceMs = 3000) {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  killTree(child, "SIGTERM");
-  if (await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)])) return;
-  killTree(child, "SIGKILL");
-  await Promise.race([exited, sleep(2000)]);
-}
-function killAllNow() {
-  for (const c of children) killTree(c, "SIGKILL");
-}
-process.on("exit", killAllNow);
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
-  process.on(sig, () => {
-    log(`${sig}: killing servers and client`);
-    killAllNow();
-    process.exit(130);
-  });
-}
-
-async function waitPort(port, timeoutMs, child) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (child && child.exitCode !== null) throw new Error(`server exited with code ${child.exitCode} before listening`);
-    const ok = await new Promise((r) => {
-      const s = net.connect(port, "127.0.0.1");
-      s.once("connect", () => {
-        s.destroy();
-        r(true);
-      });
-      s.once("error", () => r(false));
-    });
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`nothing listening on port ${port} after ${timeoutMs} ms`);
-}
+killChildrenOnExit(log);
 
 function which(cmd) {
   const r = spawnSync("sh", ["-c", `command -v ${cmd}`]);
   return r.status === 0 ? r.stdout.toString().trim() : null;
-}
-
-/** The process and all its descendants. */
-function processTree(pid) {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    let tasks = [];
-    try {
-      tasks = fs.readdirSync(`/proc/${out[i]}/task`);
-    } catch {
-      continue;
-    }
-    for (const t of tasks) {
-      try {
-        for (const c of fs.readFileSync(`/proc/${out[i]}/task/${t}/children`, "utf8").trim().split(/\s+/))
-          if (c) out.push(Number(c));
-      } catch {
-        /* gone */
-      }
-    }
-  }
-  return out;
-}
-function rssKiB(pids) {
-  let sum = 0;
-  for (const p of pids) {
-    try {
-      const m = /VmRSS:\s+(\d+)\s+kB/.exec(fs.readFileSync(`/proc/${p}/status`, "utf8"));
-      if (m) sum += Number(m[1]);
-    } catch {
-      /* gone */
-    }
-  }
-  return sum;
-}
-function cpuUs(pids) {
-  let ticks = 0;
-  for (const p of pids) {
-    try {
-      const s = fs.readFileSync(`/proc/${p}/stat`, "utf8");
-      const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(f[11]) + Number(f[12]); // utime, stime
-    } catch {
-      /* gone */
-    }
-  }
-  return (ticks * 1e6) / CLK_TCK;
-}
-
-/**
- * CPU time (µs) of the processes, every thread, from /proc/<pid>/task/<tid>/schedstat
- * (nanoseconds on the CPU: the same time as utime+stime, without the 10 ms
- * tick granularity of /proc/<pid>/stat, which is coarse for a 1,000-connect
- * phase). Falls back to {@link cpuUs} where schedstat is missing.
- */
-function cpuUsFine(pids) {
-  let ns = 0;
-  for (const p of pids) {
-    let tasks;
-    try {
-      tasks = fs.readdirSync(`/proc/${p}/task`);
-    } catch {
-      continue;
-    }
-    for (const t of tasks) {
-      try {
-        ns += Number(fs.readFileSync(`/proc/${p}/task/${t}/schedstat`, "utf8").split(" ")[0]);
-      } catch {
-        return cpuUs(pids);
-      }
-    }
-  }
-  return ns / 1000;
 }
 
 /** Busy and softirq time (µs) of each CPU from /proc/stat. */
@@ -280,54 +139,10 @@ function tail(file, n = 15) {
 
 // ---------------------------------------------------------------- load client
 
-class Client {
+/** The C load client on core 1 (bench/lib/loadclient.js drives it). */
+class Client extends LoadClient {
   constructor(bin, port, logFile) {
-    const err = fs.openSync(logFile, "a");
-    this.proc = track(
-      spawn("taskset", ["-c", "1", ...NICE, bin, String(port)], { stdio: ["pipe", "pipe", err], detached: true }),
-    );
-    this.waiters = [];
-    this.lines = [];
-    readline.createInterface({ input: this.proc.stdout }).on("line", (l) => {
-      let msg;
-      try {
-        msg = JSON.parse(l);
-      } catch {
-        msg = { error: `bad client line: ${l}` };
-      }
-      const w = this.waiters.shift();
-      if (w) w.resolve(msg);
-      else this.lines.push(msg);
-    });
-    this.proc.on("exit", (code, sig) => {
-      for (const w of this.waiters.splice(0)) w.reject(new Error(`load client exited (${code ?? sig})`));
-    });
-  }
-  next(timeoutMs) {
-    if (this.lines.length) return Promise.resolve(this.lines.shift());
-    return new Promise((resolve, reject) => {
-      const w = { resolve, reject };
-      const t = setTimeout(() => {
-        const i = this.waiters.indexOf(w);
-        if (i >= 0) this.waiters.splice(i, 1);
-        reject(new Error(`load client did not answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      w.resolve = (m) => {
-        clearTimeout(t);
-        resolve(m);
-      };
-      w.reject = (e) => {
-        clearTimeout(t);
-        reject(e);
-      };
-      this.waiters.push(w);
-    });
-  }
-  async cmd(line, timeoutMs = 10000) {
-    this.proc.stdin.write(line + "\n");
-    const r = await this.next(timeoutMs);
-    if (r.error) throw new Error(`load client: ${line.split(" ")[0]}: ${r.error}`);
-    return r;
+    super(["taskset", "-c", "1", ...NICE, bin, String(port)], logFile, track);
   }
 }
 
@@ -356,13 +171,6 @@ function ensureAptPackages(o, notes) {
     timeout: 600_000,
   });
   if (r.status !== 0) notes.push(`apt-get install ${want.join(" ")} failed (status ${r.status})`);
-}
-
-function compileClient(work) {
-  const bin = path.join(work, "loadclient");
-  const r = spawnSync("gcc", ["-O2", "-o", bin, path.join(__dirname, "client", "loadclient.c")], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`gcc failed:\n${r.stderr}`);
-  return bin;
 }
 
 function ensureBuilt(notes, force) {
@@ -462,39 +270,7 @@ async function startNchan(ctx) {
   const conf = path.join(dir, "nginx.conf");
   fs.writeFileSync(
     conf,
-    `load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
-user root;
-worker_processes 1;
-worker_rlimit_nofile 20000;
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 19500; multi_accept on; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/tmp/body;
-  proxy_temp_path ${dir}/tmp/proxy;
-  fastcgi_temp_path ${dir}/tmp/fastcgi;
-  uwsgi_temp_path ${dir}/tmp/uwsgi;
-  scgi_temp_path ${dir}/tmp/scgi;
-  nchan_shared_memory_size 256M;
-  server {
-    listen 127.0.0.1:${port} backlog=4096;
-    location = /sub {
-      nchan_subscriber eventsource;
-      nchan_channel_id $arg_id;
-      nchan_subscriber_first_message newest;
-    }
-    location = /pub {
-      nchan_publisher;
-      nchan_channel_id $arg_id;
-      nchan_message_buffer_length 100;
-      nchan_message_timeout 60s;
-    }
-    location = /ping { return 200; }
-  }
-}
-`,
+    nchanConfig({ dir, port }),
   );
   const logFile = path.join(ctx.work, "nchan.log");
   const out = fs.openSync(logFile, "a");

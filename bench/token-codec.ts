@@ -29,8 +29,8 @@
  */
 import { randomBytes } from "node:crypto";
 import os from "node:os";
-import { brancaDecode, brancaEncode, createBrancaCodec } from "../src/tokens/branca";
-import { base62Decode, base62Encode } from "../src/tokens/base62";
+import { brancaDecode, brancaEncode, createBrancaCodec, type BrancaDecodeOptions } from "../src/tokens/branca";
+import { BASE62_ALPHABET, base62Decode, base62Encode } from "../src/tokens/base62";
 import { DEFAULTS } from "../src/options";
 
 /* eslint-disable @typescript-eslint/no-require-imports */
@@ -145,27 +145,34 @@ async function main(): Promise<void> {
   randomBytes(bin.length - 29).copy(forgedBody, 29); // valid header, random body
   const wrongVersion = Buffer.from(bin);
   wrongVersion[0] = 0xbb;
-  const cases: [string, string][] = [
+  const stale = Buffer.from(bin);
+  stale.writeUInt32BE(Math.floor(Date.now() / 1000) - 2 * 86_400, 1); // two days old, TTL one day
+  const randomText = Array.from(randomBytes(valid.length), (b, i) => BASE62_ALPHABET[i === 0 ? 1 + (b % 61) : b % 62]).join("");
+  const ttlDay = { ttl: 86_400, maxFuture: 60 };
+  // The last three are refused from the first 8 characters and the length (headerBounds in src/branca.ts).
+  const cases: [string, string, BrancaDecodeOptions?][] = [
     ["valid header, flipped tag bit", base62Encode(forgedTag)],
     ["valid header, random body", base62Encode(forgedBody)],
-    ["wrong version byte (0xBB)", base62Encode(wrongVersion)],
     ["non-base62 last char", valid.slice(0, -1) + "_"],
     ["over maxLength (15,001 chars)", valid + "z".repeat(MAX_TOKEN_CHARS + 1 - valid.length)],
+    ["wrong version byte (0xBB)", base62Encode(wrongVersion)],
+    ["random base62 text", randomText],
+    ["valid header stamped 2 days ago (TTL 1 day)", base62Encode(stale), ttlDay],
   ];
   out();
   out(`Rejecting a forged maximum-size token (${valid.length.toLocaleString("en-US")} chars, ${size.toLocaleString("en-US")}-byte payload; decode with maxLength ${MAX_TOKEN_CHARS.toLocaleString("en-US")}):`);
   out();
   out(`| forged token | ours median | ours worst of 200 | npm branca median | speed-up |`);
   out(`|---|---:|---:|---:|---:|`);
-  for (const [label, token] of cases) {
-    const opts = { maxLength: MAX_TOKEN_CHARS };
+  for (const [label, token, extra] of cases) {
+    const opts = { maxLength: MAX_TOKEN_CHARS, ...extra };
     if (!rejects(() => brancaDecode(key, token, opts))) throw new Error(`not rejected: ${label}`);
     const ours = measure(() => rejects(() => codec.decode(token, opts)));
     const worst = worstOf(() => rejects(() => codec.decode(token, opts)), QUICK ? 50 : 200);
     // npm branca has no length limit; the caller's check is what it would get.
     const npm = label.startsWith("over maxLength")
       ? undefined
-      : measure(() => rejects(() => theirs.decode(token)), QUICK ? BUDGET_MS : 2 * BUDGET_MS);
+      : measure(() => rejects(() => theirs.decode(token, extra?.ttl)), QUICK ? BUDGET_MS : 2 * BUDGET_MS);
     out(
       `| ${label} | ${fmtUs(ours.medianUs)} | ${fmtUs(worst)} | ${npm ? fmtUs(npm.medianUs) : "n/a (length check)"} | ` +
         `${npm ? `${(npm.medianUs / ours.medianUs).toFixed(0)}x` : "–"} |`,

@@ -82,7 +82,10 @@ export function requireTools(...names: string[]): void {
 /** A redis-server child process; `stop()` and `start()` again keep the port (and lose the data). */
 export class RedisServer {
   private proc: ChildProcess | undefined;
-  private readonly dir: string;
+  /** Extra command-line arguments, kept for a restart. */
+  private args: readonly string[] = [];
+  /** Its working directory (`--dir`), removed by `close()`: files a caller's `args` name go here too. */
+  readonly dir: string;
 
   private constructor(readonly port: number) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "sse-redis-"));
@@ -96,16 +99,21 @@ export class RedisServer {
     return this.proc?.pid;
   }
 
-  /** Starts a redis-server on `port` (a free one by default). */
-  static async start(port?: number): Promise<RedisServer> {
+  /**
+   * Starts a redis-server on `port` (a free one by default). `args` are
+   * appended to the command line (e.g. cluster mode); a function receives the
+   * server's directory, for config files that must live there.
+   */
+  static async start(port?: number, args: readonly string[] | ((dir: string) => readonly string[]) = []): Promise<RedisServer> {
     const server = new RedisServer(port ?? (await freePort()));
+    server.args = typeof args === "function" ? args(server.dir) : args;
     await server.start();
     return server;
   }
 
   async start(): Promise<void> {
     if (this.proc) return;
-    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir];
+    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir, ...this.args];
     const proc = track(spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] }));
     this.proc = proc;
     let output = "";

@@ -6,7 +6,7 @@
  * A raw TCP server sends byte-exact responses, split at every byte or in one
  * piece, chunked and not; the client must count exactly the events (frames
  * with a data line), read their timestamps, and parse publisher responses
- * with Content-Length and chunked bodies.
+ * with Content-Length and chunked bodies. Then storm mode (stormTest below).
  */
 const net = require("node:net");
 const fs = require("node:fs");
@@ -27,6 +27,18 @@ function chunked(s) {
     .split(/(?<=\n\n)/)
     .map((p) => `${Buffer.byteLength(p).toString(16)}\r\n${p}\r\n`)
     .join("");
+}
+
+/** The client process, and `cmd(line)`: send a command (none: just read), resolve with its JSON reply. */
+function startClient(bin, port) {
+  const client = spawn(bin, [String(port)], { stdio: ["pipe", "pipe", "inherit"] });
+  const lines = readline.createInterface({ input: client.stdout })[Symbol.asyncIterator]();
+  const cmd = async (c) => {
+    if (c) client.stdin.write(c + "\n");
+    const { value } = await lines.next();
+    return JSON.parse(value);
+  };
+  return { client, cmd };
 }
 
 async function main(binArg) {
@@ -82,13 +94,7 @@ async function main(binArg) {
     path.join(dir, "req"),
     `POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
   );
-  const client = spawn(bin, [String(port)], { stdio: ["pipe", "pipe", "inherit"] });
-  const lines = readline.createInterface({ input: client.stdout })[Symbol.asyncIterator]();
-  const cmd = async (c) => {
-    if (c) client.stdin.write(c + "\n");
-    const { value } = await lines.next();
-    return JSON.parse(value);
-  };
+  const { client, cmd } = startClient(bin, port);
   const fail = [];
   const check = (cond, what) => {
     if (!cond) fail.push(what);
@@ -114,6 +120,72 @@ async function main(binArg) {
     fs.rmSync(dir, { recursive: true, force: true });
   }
   if (fail.length) throw new Error("load client self-test FAILED:\n- " + fail.join("\n- "));
+  await stormTest(bin);
+}
+
+/*
+ * Storm mode (bench/storm.js): one subscriber; its first stream tells it `retry:300`, two ids and
+ * events 0 and 1, then ends. It must come back after ~300 ms with `Last-Event-ID: b`; the second
+ * stream (byte by byte) sends sse:reset, 5, 5 again, 4, a comment, and 7 (two data lines): the
+ * client must count one reset covering 2..4, one duplicate, one reordered, and 6 lost.
+ */
+async function stormTest(bin) {
+  let closedAt = 0;
+  const seen = [];
+  const server = net.createServer((sock) => {
+    let buf = "";
+    sock.on("data", async (d) => {
+      buf += d.toString("latin1");
+      if (!buf.includes("\r\n\r\n")) return;
+      const head = buf;
+      buf = "";
+      const k = seen.length;
+      seen.push({ at: Date.now(), lastEventId: (/\r\nLast-Event-ID: ([^\r]*)/i.exec(head) || [])[1] });
+      const ok = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n";
+      if (k === 0) {
+        sock.write(ok + "Transfer-Encoding: chunked\r\n\r\n" + chunked(":\n\nretry:300\n\nid:a\ndata:0\n\nid:b\r\ndata: 1\r\n\r\n"));
+        await new Promise((r) => setTimeout(r, 300)); // after the client's `sreconnect`
+        sock.end("0\r\n\r\n");
+        closedAt = Date.now();
+        return;
+      }
+      const body = 'event:sse:reset\ndata:{"reason":"unknown_id"}\n\nid:x\ndata:5\n\ndata:5\n\ndata:4\n\n: c\n\nevent:tick\ndata:7\ndata:more\n\n';
+      for (const ch of ok + "\r\n" + body) {
+        sock.write(ch, "latin1");
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    });
+    sock.on("error", () => {});
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "loadclient-storm-"));
+  fs.writeFileSync(path.join(dir, "paths"), "/events?token=a\n");
+  const { client, cmd } = startClient(bin, server.address().port);
+  const fail = [];
+  try {
+    await cmd(); // ready
+    await cmd("storm on 1");
+    await cmd(`paths ${path.join(dir, "paths")}`);
+    const con = await cmd("connect sub 1 1 5000");
+    if (con.ok !== 1) fail.push(`connect: ${JSON.stringify(con)}`);
+    await cmd("sreconnect honour 3000 100 0");
+    let st;
+    const end = Date.now() + 5000;
+    do {
+      await new Promise((r) => setTimeout(r, 50));
+      st = await cmd("sstat");
+    } while (st.max_seq < 7 && Date.now() < end);
+    const want = { max_seq: 7, resets: 1, reset_covered: 3, dups: 1, reorders: 1, lost: 1, open: 1 };
+    for (const [k, v] of Object.entries(want)) if (st[k] !== v) fail.push(`storm ${k} = ${st[k]}, want ${v}`);
+    if (seen.length !== 2 || seen[1].lastEventId !== "b") fail.push(`reconnect: ${JSON.stringify(seen)}`);
+    else if (seen[1].at - closedAt < 280 || seen[1].at - closedAt > 2000) fail.push(`reconnected ${seen[1].at - closedAt} ms after the end, want ~300 (retry:)`);
+    await cmd("quit");
+  } finally {
+    client.kill();
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  if (fail.length) throw new Error("load client storm self-test FAILED:\n- " + fail.join("\n- "));
 }
 
 if (require.main === module) {

@@ -1,9 +1,14 @@
 /**
- * The Express adapter: an Express Router whose routes are the core's
- * handlers, with the hub's methods on it. The only module that imports
- * Express.
+ * The Express adapter: a Connect-style middleware `(req, res, next)` that
+ * serves the core's routes and passes every other path on to `next`, with
+ * the hub's methods on it. `app.use(path, router)` strips the mount path
+ * from `req.url`, which is what the core's `handle` expects, so nothing of
+ * Express is needed at run time (`express` is an optional peer dependency:
+ * `sse-hub`'s main entry also serves token minting, the publisher and
+ * node:http). Its type names nothing of Express either: an app without
+ * `@types/express` (or on node:http, Connect) gets the same strict types,
+ * and with them it is a handler `app.use` takes.
  */
-import express, { type Router } from "express";
 import type { PublishOptions } from "../brokers/broker";
 import type { SseError } from "../errors";
 import type { SseRouterOptions } from "../options";
@@ -14,7 +19,7 @@ import type { NodeRequest, NodeResponse } from "../core/http";
 /** The hub's counters; the name the Express router has always used for them. */
 export type RouterStats = SseHubStats;
 
-/** What an {@link SseRouter} adds to an Express Router: the hub's own methods. */
+/** What an {@link SseRouter} adds to the middleware: the hub's own methods. */
 export interface SseRouterMethods {
   /** The framework-free hub under this router (its routes, `handle`, `start`). */
   readonly hub: SseHub;
@@ -31,13 +36,19 @@ export interface SseRouterMethods {
   respondError(req: NodeRequest, res: NodeResponse, err: SseError): void;
 }
 
-export interface SseRouter extends Router, SseRouterMethods {
+/**
+ * `app.use("/sse-server", router)`: an Express (or Connect) middleware, also
+ * callable from a plain `http.createServer` listener with a `next` for the
+ * paths that are not the hub's.
+ */
+export interface SseRouter extends SseRouterMethods {
+  (req: NodeRequest, res: NodeResponse, next: (err?: unknown) => void): void;
   /** A snapshot of counters; see {@link RouterStats}. */
   readonly stats: RouterStats;
 }
 
 /**
- * Creates an Express Router serving `GET /events`, `POST /submit`,
+ * Creates the middleware serving `GET /events`, `POST /submit`,
  * `POST /presence` and `GET /ping` (and `/health`, `/metrics` when enabled)
  * relative to where it is mounted: a thin layer over {@link createSseHub}.
  * Other paths fall through to the host app.
@@ -46,9 +57,9 @@ export interface SseRouter extends Router, SseRouterMethods {
  */
 export function createSseRouter(options: SseRouterOptions): SseRouter {
   const hub = createSseHub(options);
-  const router = express.Router();
-  // `all`: each handler answers every method itself (OPTIONS, 405 with Allow).
-  for (const [path, handler] of hub.routes) router.all(path, handler);
+  // `handle` matches paths as Express's router did (case-insensitive, one
+  // optional trailing slash); each route answers every method itself.
+  const router = (req: NodeRequest, res: NodeResponse, next: (err?: unknown) => void): void => hub.handle(req, res, next);
   const methods: SseRouterMethods = {
     hub,
     publish: (events, publishOptions) => hub.publish(events, publishOptions),

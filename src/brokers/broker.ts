@@ -63,8 +63,10 @@ export interface BrokerSink {
    * fell behind a trimmed history while connected) and continues after
    * `headId`: every subscriber must be told with `sse:reset` instead of
    * silently missing events. Optional, so a plain function stays a sink.
+   * With `topics`, only subscribers with a topic it accepts missed the
+   * stretch (a partitioned broker skipped one partition); defaults to all.
    */
-  reset?(reason: ResetReason, headId: string | undefined): void;
+  reset?(reason: ResetReason, headId: string | undefined, topics?: (topic: string) => boolean): void;
 }
 
 /** Options of one {@link Broker.publish} call. */
@@ -99,6 +101,30 @@ export interface BrokerHealth {
 export function hasBrokerHealth(broker: object): broker is BrokerHealth {
   const state = (broker as Partial<BrokerHealth>).state;
   return state === "ready" || state === "catching_up" || state === "unavailable";
+}
+
+/**
+ * Optional broker ability: read only what this hub's subscribers need (the
+ * Redis broker with `partitions` > 1 reads only the partitions of topics in
+ * use). A separate interface (asked for with {@link hasBrokerInterest}), as
+ * for {@link BrokerHealth}: other brokers keep working without it.
+ */
+export interface BrokerInterest {
+  /** `added`: topics that got their first subscriber on this hub; `removed`: topics whose last subscriber left. */
+  interest(added: readonly string[], removed: readonly string[]): void;
+  /**
+   * Asked for each new subscriber (after {@link interest}): undefined when
+   * every event of `topics` published from now on reaches the sink, else a
+   * promise that resolves once it does (or once the broker gave up waiting;
+   * it then catches up on its own). The hub tells the subscriber it is
+   * subscribed (first heartbeat, then a resume's replay) only after it.
+   */
+  delivering(topics: readonly string[]): Promise<void> | undefined;
+}
+
+/** Whether `broker` wants to be told which topics are in use ({@link BrokerInterest}). */
+export function hasBrokerInterest(broker: object): broker is BrokerInterest {
+  return typeof (broker as Partial<BrokerInterest>).interest === "function";
 }
 
 export interface Broker {

@@ -10,7 +10,12 @@
  */
 
 /** Which limit refused a connection. */
-export type ShedReason = "connections" | "subject" | "rate" | "hook_timeout";
+/**
+ * Which limit refused a connection. `tokens`: a long subscribe token arrived
+ * while failed verifications of long tokens were over their CPU budget (a
+ * forged-token flood; see InvalidTokenBudget in tokens.ts).
+ */
+export type ShedReason = "connections" | "subject" | "rate" | "hook_timeout" | "tokens";
 
 export interface AdmissionLimits {
   /** 0: no limit. */
@@ -35,7 +40,7 @@ export class Admission {
   private readonly bySubject = new Map<string, number>();
   private tokens: number;
   private refilled = performance.now();
-  private readonly counters = { shed: { connections: 0, subject: 0, rate: 0, hook_timeout: 0 } as Record<ShedReason, number>, refused: 0 };
+  private readonly counters = { shed: { connections: 0, subject: 0, rate: 0, hook_timeout: 0, tokens: 0 } as Record<ShedReason, number>, refused: 0 };
 
   constructor(private readonly limits: AdmissionLimits) {
     this.tokens = limits.connectBurst;

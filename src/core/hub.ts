@@ -11,7 +11,7 @@
  * closures: one heartbeat timer per hub, one shared `close` listener, and
  * one expiry timer walking coarse buckets (./expiry.ts) for token expiry.
  */
-import type { Broker, BrokerSink, FramedEvent, PublishOptions, ReplayResult, ResetReason } from "../brokers/broker";
+import { hasBrokerInterest, type Broker, type BrokerInterest, type BrokerSink, type FramedEvent, type PublishOptions, type ReplayResult, type ResetReason } from "../brokers/broker";
 import { SseError, isSseError } from "../errors";
 import { ExpiryBuckets } from "./expiry";
 import { HEARTBEAT, frameEvent, frameRetry } from "../framing/frame";
@@ -167,6 +167,8 @@ class Subscriber {
 
 export class Hub {
   private readonly broker: Broker;
+  /** The broker, if it reads only the topics in use (told as topics come and go). */
+  private readonly interest: BrokerInterest | undefined;
   private readonly options: HubOptions;
   private readonly byTopic = new Map<string, Set<Subscriber>>();
   /**
@@ -204,6 +206,7 @@ export class Hub {
   constructor(options: HubOptions) {
     this.options = options;
     this.broker = options.broker;
+    this.interest = hasBrokerInterest(options.broker) ? options.broker : undefined;
     // The sink is the fan-out function itself (no wrapper on the hot path), with the reset notice attached.
     const sink: BrokerSink = Object.assign(this.onEvents, { reset: this.onReset });
     this.started = this.broker.start(sink).catch((err: unknown) => {
@@ -277,22 +280,60 @@ export class Hub {
     // `on`, not `once`: close fires once anyway, and `once` allocates a wrapper per subscriber.
     sink.on("close", this.onSinkClose);
     this.all.set(sink, sub);
+    let added: string[] | undefined;
     for (const topic of topics) {
       let set = this.byTopic.get(topic);
-      if (set === undefined) this.byTopic.set(topic, (set = new Set()));
+      if (set === undefined) {
+        this.byTopic.set(topic, (set = new Set()));
+        (added ??= []).push(topic);
+      }
       set.add(sub);
     }
-    const hello = this.hello();
-    sub.conn.open(sub.gzip === undefined ? hello : sub.gzip.own(hello));
+    if (this.interest !== undefined) {
+      if (added !== undefined) this.interest.interest(added, []);
+      const delivering = this.interest.delivering(topics);
+      if (delivering !== undefined) {
+        // Not yet read by the broker (a partition starting): hold live events
+        // as a resume does, and say "subscribed" (the first heartbeat) once
+        // every event published from then on reaches this subscriber.
+        const resume = new Resume(lastEventId ?? "", topics);
+        sub.resume = resume;
+        const go = () => this.activate(sub, resume, lastEventId !== undefined);
+        delivering.then(go, go);
+        if (expiresAt !== undefined) this.scheduleExpiry(sub, expiresAt);
+        this.options.observer?.subscribed(sink, topics);
+        return;
+      }
+    }
+    this.writeHello(sub);
     if (expiresAt !== undefined) this.scheduleExpiry(sub, expiresAt);
     if (lastEventId !== undefined) {
       // Registered above before asking the broker, so every event that is not
       // in the replay arrives live; live ones are held until the replay is out.
       const resume = new Resume(lastEventId, topics);
       sub.resume = resume;
-      this.started.then(() => this.nextPage(sub, resume, true), () => this.nextPage(sub, resume, true));
+      this.startReplay(sub, resume);
     }
     this.options.observer?.subscribed(sink, topics);
+  }
+
+  /** The broker delivers every topic of a subscriber that waited for it: its first heartbeat, then its replay or the live events held meanwhile. */
+  private activate(sub: Subscriber, resume: Resume, resuming: boolean): void {
+    if (sub.closed || sub.resume !== resume) return;
+    this.writeHello(sub);
+    if (resuming) this.startReplay(sub, resume);
+    else this.endPaging(sub, resume);
+  }
+
+  /** The first bytes of a stream (see {@link hello}), written at once. */
+  private writeHello(sub: Subscriber): void {
+    const hello = this.hello();
+    sub.conn.open(sub.gzip === undefined ? hello : sub.gzip.own(hello));
+  }
+
+  /** Starts a resume's replay once the broker started (or failed to: the replay then tells). */
+  private startReplay(sub: Subscriber, resume: Resume): void {
+    this.started.then(() => this.nextPage(sub, resume, true), () => this.nextPage(sub, resume, true));
   }
 
   /** Subscribers of `topic` on this hub (presence). */
@@ -373,10 +414,11 @@ export class Hub {
    * instead: its replay may stop before the skipped stretch, and it resumes
    * with its own Last-Event-ID at once (the broker answers exactly for it).
    */
-  private readonly onReset = (reason: ResetReason, headId: string | undefined): void => {
+  private readonly onReset = (reason: ResetReason, headId: string | undefined, topics?: (topic: string) => boolean): void => {
     this.counters.brokerResets++;
     const frame = resetFrame(reason, headId);
     for (const sub of [...this.all.values()]) {
+      if (topics !== undefined && !sub.topics.some(topics)) continue;
       if (sub.resume !== null && sub.resume.held !== null) this.remove(sub, "broker");
       else this.enqueue(sub, frame, 0);
     }
@@ -656,12 +698,17 @@ export class Hub {
     sub.pending = null;
     sub.resume = null;
     if (this.all.get(sub.sink) === sub) this.all.delete(sub.sink);
+    let removed: string[] | undefined;
     for (const topic of sub.topics) {
       const set = this.byTopic.get(topic);
       if (set === undefined) continue;
       set.delete(sub);
-      if (set.size === 0) this.byTopic.delete(topic);
+      if (set.size === 0) {
+        this.byTopic.delete(topic);
+        if (this.interest !== undefined) (removed ??= []).push(topic);
+      }
     }
+    if (removed !== undefined) this.interest!.interest([], removed);
     if (sub.expiresAt !== 0) this.expiry.delete(sub, sub.expiryKey);
     this.counters.disconnects[reason]++;
     const set = sub.gzipSet;

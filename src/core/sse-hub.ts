@@ -24,6 +24,7 @@ import {
   parsePublishEvents,
   parseSubmitPayload,
   parseSubscribeToken,
+  type OpenedToken,
   type PublishEventInput,
 } from "../tokens";
 import { Webhook } from "./webhook";
@@ -152,7 +153,8 @@ export function createSseHub(options: SseHubOptions): SseHub {
   const time = { ttl: opts.tokenTtl, clockSkew: opts.tokenClockSkew };
   // Anyone can send a subscribe token, and decoding costs ~n^1.6: its own,
   // smaller cap keeps a flood of forged ones cheap (issue 15).
-  const openSubscribeToken = opener({ ...time, maxLength: opts.maxSubscribeTokenLength });
+  // While forged long ones flood in, long ones are shed unread (tokens/index.ts, InvalidTokenBudget).
+  const openSubscribeToken = opener({ ...time, maxLength: opts.maxSubscribeTokenLength, shedWhenFlooded: true });
   const openSubmitToken = opener({ ...time, maxLength: opts.maxTokenLength });
   // CORS is applied inside each handler rather than as a middleware layer:
   // one routing step less on every connect.
@@ -169,7 +171,13 @@ export function createSseHub(options: SseHubOptions): SseHub {
     if (gated !== undefined) return shed(req, res, opts, gated);
     const query = queryOf(req);
     const token = findToken(req, query, opts.tokenCookie);
-    const opened = openSubscribeToken(token);
+    let opened: OpenedToken;
+    try {
+      opened = openSubscribeToken(token);
+    } catch (err) {
+      if (isSseError(err) && err.code === "over_capacity") return shed(req, res, opts, admission.shed("tokens"));
+      throw err;
+    }
     const payload = parseSubscribeToken(opened.payload, opts);
     const topics = payload.topics;
     const lastEventId = findLastEventId(req, query);
@@ -442,7 +450,12 @@ function normalizePath(path: string): string {
 function shed(req: IncomingMessage, res: ServerResponse, opts: ResolvedOptions, reason: ShedReason): void {
   // At least a second, spread over at least another: shed clients must not come back in one wave.
   const wait = Math.max(opts.retry, 1000) + Math.random() * Math.max(opts.retryJitter, 1000);
-  const why = reason === "hook_timeout" ? "the subscription could not be checked in time" : `over the ${SHED_LIMIT[reason]} limit`;
+  const why =
+    reason === "hook_timeout"
+      ? "the subscription could not be checked in time"
+      : reason === "tokens"
+        ? "too many invalid long tokens lately"
+        : `over the ${SHED_LIMIT[reason]} limit`;
   opts.logger.debug(`${req.method} ${pathOf(req)} shed: ${why}`, { reason });
   if (req.method === "GET" && acceptsEventStream(req)) {
     // Ends at once, and its connection is not reused (see writeStreamHead).
@@ -454,7 +467,7 @@ function shed(req: IncomingMessage, res: ServerResponse, opts: ResolvedOptions, 
   throw new SseError("over_capacity", `${why}; retry later`);
 }
 
-const SHED_LIMIT: Readonly<Record<Exclude<ShedReason, "hook_timeout">, string>> = Object.freeze({
+const SHED_LIMIT: Readonly<Record<Exclude<ShedReason, "hook_timeout" | "tokens">, string>> = Object.freeze({
   connections: "maxConnections",
   subject: "maxConnectionsPerSubject",
   rate: "connectRate",

@@ -8,7 +8,9 @@
  * O(n²) in the token length — ~110 ms for an 11,000-character token, which
  * made every forged long token a cheap CPU-exhaustion attack (issue 8).
  *
- * Here the conversion is divide-and-conquer on native BigInts:
+ * Up to 256 digits (most subscribe tokens) decoding is a schoolbook on
+ * machine words (decodeShort, below). Longer texts use divide-and-conquer
+ * on native BigInts:
  *  - decode: the string is cut into 8-character chunks (62^8 < 2^53, so each
  *    chunk is an exact Number), then halves are joined as `hi * 62^m + lo`.
  *    V8 multiplies big BigInts with Karatsuba, so the whole decode costs
@@ -41,8 +43,8 @@ const CHUNK_BITS = CHUNK * Math.log2(62);
 /** Below ~34 64-bit digits V8 multiplies schoolbook; operand balance does not matter. */
 const KARATSUBA_BITS = 2048;
 
-/** char code -> digit value, or -1. */
-const DIGIT = new Int8Array(128).fill(-1);
+/** char code (< 128) -> digit value, or -1. */
+export const DIGIT = new Int8Array(128).fill(-1);
 for (let i = 0; i < 62; i++) DIGIT[BASE62_ALPHABET.charCodeAt(i)] = i;
 /** digit value -> ASCII code. */
 const ASCII = Uint8Array.from(BASE62_ALPHABET, (c) => c.charCodeAt(0));
@@ -137,6 +139,77 @@ function writeChunks(v: bigint, n: number, out: Uint8Array, end: number): void {
   writeChunks(q, n - lo, out, end - CHUNK * lo);
 }
 
+// ---------------------------------------------------------------------------
+// Short texts (most subscribe tokens: ~200 characters) skip BigInt entirely: a
+// machine-word schoolbook in doubles (hand-rolled for speed; at this size
+// the BigInt path spends most of its time allocating small BigInts). Limbs
+// are 24-bit, little-endian: three whole bytes each. They are left
+// unnormalised (< 2^26) during the multiply-accumulate passes, so every
+// product is independent of the previous one's carry (no dependency chain),
+// and limb · 62^4 < 2^26 · 2^23.9 stays exact in a double; one carry pass
+// normalises them at the end.
+
+const LIMB = 16_777_216; // 2^24
+const INV_LIMB = 1 / LIMB; // exact: a power of two
+const GROUP = 4; // digits folded in per multiply-accumulate pass
+const P62_GROUP = 62 ** GROUP;
+/** Up to this many significant digits (~190 bytes) the schoolbook beats the BigInt path. */
+const DIRECT_MAX_DIGITS = 256;
+/** Scratch limbs: 62^256 < 2^1525, 64 limbs of 24 bits, plus a carry limb. */
+const limbs = new Float64Array(Math.ceil((DIRECT_MAX_DIGITS * Math.log2(62)) / 24) + 2);
+
+/** Decodes `text[from..)` (valid digits, first one not '0', at most DIRECT_MAX_DIGITS) after `zeros` zero bytes. */
+function decodeShort(text: string, from: number, zeros: number): Buffer | undefined {
+  const end = text.length;
+  let n = 0;
+  let pos = from;
+  let width = (end - from) % GROUP || GROUP;
+  let mult = 62 ** width;
+  while (pos < end) {
+    let prev = 0;
+    for (const stop = pos + width; pos < stop; pos++) {
+      const code = text.charCodeAt(pos);
+      const d = code < 128 ? DIGIT[code]! : -1;
+      if (d < 0) return undefined;
+      prev = prev * 62 + d;
+    }
+    for (let i = 0; i < n; i++) {
+      const x = limbs[i]! * mult;
+      const hi = Math.floor(x * INV_LIMB);
+      limbs[i] = x - hi * LIMB + prev;
+      prev = hi;
+    }
+    if (prev > 0) limbs[n++] = prev;
+    width = GROUP;
+    mult = P62_GROUP;
+  }
+  let carry = 0;
+  for (let i = 0; i < n; i++) {
+    const x = limbs[i]! + carry;
+    carry = Math.floor(x * INV_LIMB);
+    limbs[i] = x - carry * LIMB;
+  }
+  while (carry > 0) {
+    const q = Math.floor(carry * INV_LIMB);
+    limbs[n++] = carry - q * LIMB;
+    carry = q;
+  }
+  while (limbs[n - 1] === 0) n--; // the first digit is not 0, so the value is not
+  const top = limbs[n - 1]!;
+  const size = zeros + 3 * (n - 1) + (top >= 65536 ? 3 : top >= 256 ? 2 : 1);
+  const out = Buffer.allocUnsafe(size);
+  out.fill(0, 0, zeros);
+  let o = size - 1;
+  for (let i = 0; i < n - 1; i++, o -= 3) {
+    const v = limbs[i]!;
+    out[o] = v & 0xff;
+    out[o - 1] = (v >>> 8) & 0xff;
+    out[o - 2] = v >>> 16;
+  }
+  for (let v = top; v > 0; v = Math.floor(v / 256)) out[o--] = v & 0xff;
+  return out;
+}
+
 /**
  * Decodes base62 text to bytes, or returns `undefined` if the text has a
  * character outside the alphabet. The alphabet is checked in one linear pass
@@ -148,6 +221,7 @@ export function base62DecodeUnsafe(text: string): Buffer | undefined {
   while (zeros < len && text.charCodeAt(zeros) === ZERO_CODE) zeros++;
   const digits = len - zeros;
   if (digits === 0) return Buffer.alloc(zeros);
+  if (digits <= DIRECT_MAX_DIGITS) return decodeShort(text, zeros, zeros);
 
   // Pass 1: validate and parse 8-character chunks; the first one may be short.
   const nChunks = Math.ceil(digits / CHUNK);

@@ -29,7 +29,81 @@ function bad(message: string): never {
 /** One bounded decoder per set of limits (i.e. per router); Decoder is safe to reuse. */
 const decoders = new WeakMap<PayloadLimits, Decoder>();
 
+/**
+ * Deepest container nesting a payload may have. Real payloads nest 3 levels
+ * (submit: map → events array → event map); 32 leaves room for an app's own
+ * claims in a subscribe token (hooks see the whole payload).
+ */
+export const MAX_PAYLOAD_DEPTH = 32;
+
+/** Bytes after a head byte of a scalar (0x00..0xff), or -1 for containers and variable-length heads. */
+const FIXED_SIZE = new Int8Array(256).fill(0);
+for (const [head, size] of [
+  [0xca, 4], [0xcb, 8], [0xcc, 1], [0xcd, 2], [0xce, 4], [0xcf, 8],
+  [0xd0, 1], [0xd1, 2], [0xd2, 4], [0xd3, 8], [0xd4, 2], [0xd5, 3], [0xd6, 5], [0xd7, 9], [0xd8, 17],
+] as const) {
+  FIXED_SIZE[head] = size;
+}
+const depthScratch = new Float64Array(MAX_PAYLOAD_DEPTH + 1);
+
+/**
+ * One linear pass over the MessagePack structure, allocating nothing, before
+ * the real decode: refuses nesting deeper than MAX_PAYLOAD_DEPTH, and
+ * declared lengths or element counts the remaining bytes cannot hold. Why:
+ * @msgpack/msgpack has no depth limit, and a genuine (right key) token of
+ * 10 KB of `{a:{a:{a:…}}}` took ~2–15 ms to decode, superlinear in the depth.
+ * (Only the secret's holder can make such a token, but a buggy backend is
+ * reason enough.) Returns an error message, or undefined if the structure is
+ * plausible; the decoder still does the full validation.
+ * @internal exported for tests.
+ */
+export function checkStructure(b: Uint8Array): string | undefined {
+  const len = b.length;
+  const left = depthScratch; // values still to read at each open level
+  let depth = 0;
+  left[0] = 1;
+  let pos = 0;
+  for (;;) {
+    while (left[depth] === 0) {
+      if (depth === 0) return undefined;
+      depth--;
+    }
+    left[depth]!--;
+    if (pos >= len) return "token payload is not valid MessagePack";
+    const head = b[pos++]!;
+    let count = 0; // elements of a container
+    let skip = 0; // bytes of a scalar after its head (and length)
+    if (head < 0x80 || head >= 0xe0 || head === 0xc0 || head === 0xc2 || head === 0xc3) {
+      // fixint, nil, booleans: the head is the value
+    } else if (head < 0x90) count = 2 * (head & 0x0f);
+    else if (head < 0xa0) count = head & 0x0f;
+    else if (head < 0xc0) skip = head & 0x1f;
+    else if (head === 0xc1) return "token payload is not valid MessagePack";
+    else if (FIXED_SIZE[head]! > 0) skip = FIXED_SIZE[head]!;
+    else {
+      // Variable length: 1, 2 or 4 length bytes (big-endian), then the body.
+      const lenBytes = head === 0xc4 || head === 0xc7 || head === 0xd9 ? 1 : head === 0xc5 || head === 0xc8 || head === 0xda || head === 0xdc || head === 0xde ? 2 : 4;
+      if (pos + lenBytes > len) return "token payload is not valid MessagePack";
+      let n = 0;
+      for (let i = 0; i < lenBytes; i++) n = n * 256 + b[pos++]!;
+      if (head >= 0xdc) count = head >= 0xde ? 2 * n : n; // array16/32, map16/32
+      else skip = head === 0xc7 || head === 0xc8 || head === 0xc9 ? n + 1 : n; // ext: type byte
+    }
+    if (count > 0) {
+      // Every element takes at least one byte.
+      if (count > len - pos) return "token payload is not valid MessagePack";
+      if (depth === MAX_PAYLOAD_DEPTH) return `token payload is nested deeper than ${MAX_PAYLOAD_DEPTH} levels`;
+      left[++depth] = count;
+    } else {
+      pos += skip;
+      if (pos > len) return "token payload is not valid MessagePack";
+    }
+  }
+}
+
 function decodeMsgpack(bytes: Uint8Array, limits: PayloadLimits): unknown {
+  const structural = checkStructure(bytes);
+  if (structural !== undefined) bad(structural);
   // Bounded decoder: a token can never make us allocate more than its own size
   // suggests (declared array/map lengths are capped before allocation).
   let decoder = decoders.get(limits);
@@ -246,6 +320,68 @@ export interface TokenRules {
   readonly clockSkew: number;
   /** Longer tokens are refused before any decoding. */
   readonly maxLength: number;
+  /**
+   * Shed long tokens unverified while failed verifications of long tokens
+   * exceed their CPU budget (see {@link InvalidTokenBudget}); the opener then
+   * throws `over_capacity`. For subscribe tokens, which anyone can send.
+   */
+  readonly shedWhenFlooded?: boolean;
+}
+
+/**
+ * Tokens up to this many characters are always verified: ~15 µs each at
+ * 200 characters, no more than the HTTP request around them, and most
+ * subscribe tokens (a few topics) are that short.
+ */
+export const ALWAYS_VERIFIED_LENGTH = 1024;
+/** Milliseconds per second (5 % of a core) that failed verifications of long tokens may use. */
+export const INVALID_TOKEN_BUDGET_MS = 50;
+
+/**
+ * Admission control for the CPU that forged tokens cost (issue 15). A
+ * forged token at the subscribe cap (4,096 characters) needs a full base62
+ * decode and an AEAD pass to be refused (~0.15–0.25 ms, the same as a
+ * genuine one: nothing cheaper can tell them apart), so a flood of them eats
+ * the core that delivers events. Time spent on *failed* verifications of
+ * long tokens is charged to a bucket that refills at
+ * {@link INVALID_TOKEN_BUDGET_MS} per second (that much burst); once it is
+ * empty, and until it is full again, long tokens are refused without being read: the router answers
+ * them as it sheds any connection (EventSource: `200` + `retry:`, others
+ * `503` + `Retry-After`). Short tokens are always verified, so subscribers
+ * with ordinary tokens never notice a flood; subscribers with long genuine
+ * tokens are shed with the flood while it lasts, and come back after it.
+ * Genuine long tokens never drain the bucket.
+ */
+export class InvalidTokenBudget {
+  private level = INVALID_TOKEN_BUDGET_MS;
+  private refilled = performance.now();
+  /**
+   * Once spent, long tokens are shed until the bucket is full again (1 s
+   * after the last failure): no flapping between one verification per
+   * trickle of refill and shedding, and a clear "flood is over" moment.
+   */
+  private shedding = false;
+
+  private refill(now: number): void {
+    this.level = Math.min(INVALID_TOKEN_BUDGET_MS, this.level + ((now - this.refilled) / 1000) * INVALID_TOKEN_BUDGET_MS);
+    this.refilled = now;
+  }
+
+  /** True if a long token may be verified now. */
+  allows(now: number): boolean {
+    if (this.shedding) {
+      this.refill(now);
+      this.shedding = this.level < INVALID_TOKEN_BUDGET_MS;
+    }
+    return !this.shedding;
+  }
+
+  /** Charges `ms` spent on a failed verification. */
+  charge(ms: number, now: number): void {
+    this.refill(now);
+    this.level -= ms;
+    if (this.level <= 0) this.shedding = true;
+  }
 }
 
 /**
@@ -259,9 +395,25 @@ export function createTokenOpener(key: Uint8Array): (rules: TokenRules) => (toke
   return (rules) => {
     const ttl = rules.ttl;
     const options = { ttl: ttl > 0 ? ttl : undefined, maxFuture: rules.clockSkew, maxLength: rules.maxLength };
-    return (token) => {
+    const open = (token: string): OpenedToken => {
       const { payload, timestamp } = codec.decode(token, options);
       return { payload, expiresAt: ttl > 0 ? (timestamp + ttl + 1) * 1000 : undefined };
+    };
+    if (rules.shedWhenFlooded !== true) return open;
+    const budget = new InvalidTokenBudget();
+    return (token) => {
+      // Over maxLength is refused by the codec at once, whatever the budget.
+      if (typeof token !== "string" || token.length <= ALWAYS_VERIFIED_LENGTH || token.length > rules.maxLength) return open(token);
+      const start = performance.now();
+      if (!budget.allows(start)) {
+        throw new SseError("over_capacity", "too many invalid long tokens lately; retry later");
+      }
+      try {
+        return open(token);
+      } catch (err) {
+        budget.charge(performance.now() - start, performance.now());
+        throw err;
+      }
     };
   };
 }

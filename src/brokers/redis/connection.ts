@@ -4,7 +4,7 @@
  * per outage).
  */
 import type Redis from "ioredis";
-import type { RedisOptions } from "ioredis";
+import type { Cluster, ClusterNode, ClusterOptions, RedisOptions } from "ioredis";
 import { SseError } from "../../errors";
 
 /**
@@ -37,17 +37,28 @@ const RedisClient = loadIoredis();
 /** Reconnect delay after `attempt` failures: 50 ms doubling, at most 1 s. */
 export const backoff = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt, 5), 1000);
 
+/** A connection to one Redis server (or a Sentinel-managed primary), or to a Redis Cluster: the broker uses what both have. */
+export type Connection = Redis | Cluster;
+
 export interface Connections {
   /** Commands: publish, replay, catching up. Never blocks; fails fast while disconnected. */
-  readonly cmd: Redis;
-  /** Subscribed to the stream's channel: every published batch is pushed here. */
-  readonly reader: Redis;
-  /** The database number (channels are global to a Redis server, so the channel names it). */
+  readonly cmd: Connection;
+  /** Subscribed to the streams' channels: every published batch is pushed here. */
+  readonly reader: Connection;
+  /** The database number (channels are global to a Redis server, so the channel names it); 0 on a Cluster. */
   readonly db: number;
 }
 
+/** Where the broker connects: a URL (one server, or Sentinel through `options`), or the seed nodes of a Redis Cluster. */
+export interface ConnectionTarget {
+  readonly url: string;
+  readonly options: RedisOptions | undefined;
+  readonly cluster: readonly ClusterNode[] | undefined;
+}
+
 /** Creates (without connecting) the command and reader connections. */
-export function openConnections(url: string, options: RedisOptions | undefined, commandTimeout: number): Connections {
+export function openConnections(target: ConnectionTarget, commandTimeout: number): Connections {
+  const { url, options } = target;
   const base: RedisOptions = {
     ...options,
     // RESP2 replies have the same shape in ioredis 5 and 6.
@@ -66,6 +77,21 @@ export function openConnections(url: string, options: RedisOptions | undefined, 
   } as RedisOptions;
   // CLIENT LIST shows `<name>:cmd` and `<name>:reader` for each instance.
   const name = options?.connectionName ?? "sse-server";
+  if (target.cluster !== undefined) {
+    const cluster = (connectionName: string): Cluster => {
+      const clusterOptions: ClusterOptions = {
+        redisOptions: { ...base, lazyConnect: undefined, connectionName } as RedisOptions,
+        lazyConnect: true,
+        enableOfflineQueue: false,
+        clusterRetryStrategy: backoff,
+        // Sharded pub/sub: each partition's batches are pushed only by the shard that owns its slot, to the readers of that partition.
+        shardedSubscribers: true,
+        scaleReads: "master",
+      } as ClusterOptions;
+      return new RedisClient.Cluster(target.cluster as ClusterNode[], clusterOptions);
+    };
+    return { cmd: cluster(name + ":cmd"), reader: cluster(name + ":reader"), db: 0 };
+  }
   const cmd = new RedisClient(url, { ...base, connectionName: name + ":cmd" } as RedisOptions);
   const reader = new RedisClient(url, { ...base, connectionName: name + ":reader" } as RedisOptions);
   return { cmd, reader, db: Number((cmd.options as { db?: number }).db ?? 0) };

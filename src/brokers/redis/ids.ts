@@ -5,7 +5,11 @@
  * An SSE id is `<epoch>.<ms>-<seq>`: the stream id of the entry, prefixed
  * with the epoch of the stream it belongs to, so an id from a stream that was
  * lost (Redis restarted empty) or restored from an older copy is recognised
- * as unknown instead of looking valid once new entries pass it.
+ * as unknown instead of looking valid once new entries pass it. With
+ * `partitions` > 1 the id also names its partition (each partition is a
+ * stream of its own, with its own epoch): `<epoch>.<partition>.<ms>-<seq>`.
+ * Both shapes are "an id prefix, a dot, a stream id": the prefix is what the
+ * reader and the replayer put before every stream id of their partition.
  */
 import { randomBytes } from "node:crypto";
 
@@ -38,29 +42,84 @@ export function formatStreamId(id: StreamId): string {
   return id.ms + "-" + id.seq;
 }
 
-/** The SSE id of a stream entry: `<epoch>.<ms>-<seq>`. */
-export function formatEventId(epoch: string, id: StreamId | string): string {
-  return epoch + "." + (typeof id === "string" ? id : formatStreamId(id));
+/** Partitions a broker may have at most (a partition number in an id has at most 4 digits). */
+export const MAX_PARTITIONS = 1024;
+
+const PARTITION = /^(0|[1-9][0-9]{0,3})$/;
+
+/**
+ * What goes before the stream id in the SSE ids of one partition's stream:
+ * the epoch alone when the broker has one partition (today's ids, so streams
+ * and clients of earlier versions keep resuming), `<epoch>.<partition>` with
+ * more.
+ */
+export function idPrefix(epoch: string, partition: number | undefined): string {
+  return partition === undefined ? epoch : epoch + "." + partition;
 }
 
-/** `<epoch>.<ms>-<seq>` → parts, or `undefined` if it is not one of ours. */
-export function parseEventId(id: string): { epoch: string; id: StreamId } | undefined {
+/** The SSE id of a stream entry: `<prefix>.<ms>-<seq>` (see {@link idPrefix}). */
+export function formatEventId(prefix: string, id: StreamId | string): string {
+  return prefix + "." + (typeof id === "string" ? id : formatStreamId(id));
+}
+
+/** A parsed SSE id: `partition` is undefined for the one-partition shape `<epoch>.<ms>-<seq>`. */
+export interface EventId {
+  readonly epoch: string;
+  readonly partition?: number;
+  readonly id: StreamId;
+}
+
+/** `<epoch>.<ms>-<seq>` or `<epoch>.<partition>.<ms>-<seq>` → parts, or `undefined` if it is not one of ours. */
+export function parseEventId(id: string): EventId | undefined {
   const dot = id.indexOf(".");
   if (dot <= 0) return undefined;
   const epoch = id.slice(0, dot);
-  const streamId = parseStreamId(id.slice(dot + 1));
-  return EPOCH.test(epoch) && streamId ? { epoch, id: streamId } : undefined;
+  if (!EPOCH.test(epoch)) return undefined;
+  const rest = id.slice(dot + 1);
+  const second = rest.indexOf(".");
+  if (second === -1) {
+    const streamId = parseStreamId(rest);
+    return streamId ? { epoch, id: streamId } : undefined;
+  }
+  const partition = rest.slice(0, second);
+  const streamId = parseStreamId(rest.slice(second + 1));
+  return PARTITION.test(partition) && streamId ? { epoch, partition: Number(partition), id: streamId } : undefined;
 }
 
 /**
- * Orders two SSE ids of this broker by stream position (the epoch is not
- * compared: ids of one stream share it). Ids that are not ours sort before ours.
+ * Orders two SSE ids of this broker: by partition (ids of different
+ * partitions are not in one order; this only makes the order total), then
+ * by stream position (the epoch is not compared: ids of one stream share
+ * it). Ids that are not ours sort before ours.
  */
 export function compareEventIds(a: string, b: string): number {
   const pa = parseEventId(a);
   const pb = parseEventId(b);
   if (pa === undefined || pb === undefined) return (pa ? 1 : 0) - (pb ? 1 : 0);
-  return compareStreamIds(pa.id, pb.id);
+  return (pa.partition ?? -1) - (pb.partition ?? -1) || compareStreamIds(pa.id, pb.id);
+}
+
+/**
+ * The partition of a topic: 32-bit FNV-1a of its UTF-8 bytes, modulo
+ * `partitions`. Every instance (and every version) must agree on it, so it
+ * is pinned by test vectors (__tests__/redis-ids.test.ts); FNV-1a because it
+ * is tiny, fast on short strings and spreads them well. Hand-rolled: a
+ * dependency for ten lines would be heavier than the code.
+ */
+export function partitionOf(topic: string, partitions: number): number {
+  if (partitions === 1) return 0;
+  return fnv1a(topic) % partitions;
+}
+
+/** 32-bit FNV-1a of the UTF-8 bytes of `text`, as an unsigned number. */
+export function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  const bytes = Buffer.from(text, "utf8");
+  for (let i = 0; i < bytes.length; i++) {
+    hash ^= bytes[i]!;
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
 }
 
 /**

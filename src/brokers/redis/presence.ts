@@ -2,7 +2,7 @@
  * Cluster-wide presence on Redis (the {@link PresenceBroker} ability of the
  * Redis broker, kept here so ./index.ts only delegates to it).
  *
- * Each instance owns one hash `<key>:presence:<instance>` (topic → count),
+ * Each instance owns one hash `<key>:presence:<instance>` (`<key>:{presence}:<instance>` with partitions) (topic → count),
  * rewritten whole on every publish and given a TTL, and a member of the
  * sorted set `<key>:presence` whose score is when its hash expires (on the
  * Redis clock, so instance clock skew does not matter). Readers sum the
@@ -10,8 +10,8 @@
  * died stops renewing and drops out when its TTL runs out, even before
  * Redis expires the key itself. Both scripts run atomically.
  */
-import type Redis from "ioredis";
 import { randomBytes } from "node:crypto";
+import type { Connection } from "./connection";
 
 /**
  * KEYS: set, hash. ARGV: ttl ms, instance, then topic, count pairs.
@@ -61,21 +61,28 @@ export class RedisPresenceStore {
   private readonly setKey: string;
   private readonly prefix: string;
 
+  /**
+   * `base` is the set's key, `<key>:presence` (one partition: today's keys),
+   * or with partitions `<key>:{presence}`, so the set and every instance's
+   * hash `<base>:<instance>` share one Redis Cluster slot (the read script
+   * reads hashes it finds in the set, which a Cluster allows only in the
+   * slot of its declared key).
+   */
   constructor(
-    key: string,
+    base: string,
     readonly ttl: number,
   ) {
-    this.setKey = key + ":presence";
-    this.prefix = key + ":presence:";
+    this.setKey = base;
+    this.prefix = base + ":";
   }
 
-  async publish(conn: Redis, counts: ReadonlyMap<string, number>): Promise<void> {
+  async publish(conn: Connection, counts: ReadonlyMap<string, number>): Promise<void> {
     const args: (string | number)[] = [this.ttl, this.instance];
     for (const [topic, n] of counts) if (n > 0) args.push(topic, n);
     await conn.eval(PUBLISH_PRESENCE, 2, this.setKey, this.prefix + this.instance, ...args);
   }
 
-  async read(conn: Redis, topics: readonly string[]): Promise<number[]> {
+  async read(conn: Connection, topics: readonly string[]): Promise<number[]> {
     const out: number[] = [];
     for (let i = 0; i < topics.length; i += MAX_TOPICS_PER_READ) {
       const part = topics.slice(i, i + MAX_TOPICS_PER_READ);
@@ -85,7 +92,7 @@ export class RedisPresenceStore {
     return out;
   }
 
-  async clear(conn: Redis): Promise<void> {
+  async clear(conn: Connection): Promise<void> {
     await conn.multi().del(this.prefix + this.instance).zrem(this.setKey, this.instance).exec();
   }
 }

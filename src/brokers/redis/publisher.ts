@@ -7,29 +7,33 @@
  * which `/submit` answers with 503. With an idempotency key, the script
  * checks and sets `<key>:idem:<k>` in the same atomic step as the XADDs, so a
  * retry (after a 503 that may have been stored) appends nothing, whichever
- * instance it reaches.
+ * instance it reaches. With partitions, one publisher per partition (see
+ * ./index.ts for how a batch is split).
  */
-import type Redis from "ioredis";
 import type { PublishOptions } from "../broker";
 import { SseError } from "../../errors";
 import type { EventInput } from "../../types";
-import { unavailable } from "./connection";
-import type { StreamId } from "./ids";
+import { unavailable, type Connection } from "./connection";
 import { publishBatch } from "./scripts";
 
-/** What the publisher needs of the reader: the epoch and position it follows, and a sync on a given connection. */
+/** What the publisher needs of the partition it publishes to. */
 export interface FollowedStream {
-  readonly epoch: string | undefined;
-  readonly cursor: StreamId;
-  sync(conn: Redis): Promise<unknown>;
+  /** False while publishing cannot reach this instance's own readers (with one partition: before the reader's first sync). */
+  readonly followed: boolean;
+  /** The newest Redis-clock ms known of this stream (the age bound's reference), 0 if unknown. */
+  readonly clock: number;
+  sync(conn: Connection): Promise<unknown>;
 }
 
 export interface PublisherOptions {
   readonly key: string;
   readonly channel: string;
+  readonly sharded: boolean;
   readonly historyLength: number;
   readonly historyAge: number;
   readonly idempotencyWindow: number;
+  readonly waitReplicas: number;
+  readonly waitTimeout: number;
 }
 
 export class RedisPublisher {
@@ -37,19 +41,19 @@ export class RedisPublisher {
   private synced: Promise<void> | undefined;
 
   constructor(
-    private readonly cmd: Redis,
+    private readonly cmd: Connection,
     private readonly stream: FollowedStream,
     private readonly options: PublisherOptions,
-  ) {
-    // Every reconnect may be to a Redis that restarted: sync again before publishing on.
-    cmd.on("close", () => {
-      this.synced = undefined;
-    });
+  ) {}
+
+  /** The command connection closed (its owner tells): every reconnect may be to a Redis that restarted, so sync again before publishing on. */
+  connectionLost(): void {
+    this.synced = undefined;
   }
 
   async publish(events: readonly EventInput[], options?: PublishOptions): Promise<void> {
     if (events.length === 0) return;
-    if (this.stream.epoch === undefined) {
+    if (!this.stream.followed) {
       throw new SseError("broker_unavailable", "the event broker (Redis) is not connected yet; events were not accepted, retry shortly");
     }
     try {
@@ -57,18 +61,21 @@ export class RedisPublisher {
     } catch (err) {
       throw unavailable(err);
     }
-    const { key, channel, historyLength, historyAge, idempotencyWindow } = this.options;
-    const cursor = this.stream.cursor;
+    const { key, channel, sharded, historyLength, historyAge, idempotencyWindow, waitReplicas, waitTimeout } = this.options;
+    const clock = this.stream.clock;
     // The key lives in Redis, so a retry is recognised on any instance of the stream.
     const idempotencyKey = options?.idempotencyKey;
     try {
       await publishBatch(this.cmd, key, events, {
         maxLen: historyLength,
         // Age bound on Redis's own clock (the ids the reader saw), so instance clock skew cannot over-trim.
-        minId: historyAge > 0 && cursor.ms > historyAge ? String(cursor.ms - historyAge) : "",
+        minId: historyAge > 0 && clock > historyAge ? String(clock - historyAge) : "",
         channel,
+        sharded,
         window: idempotencyWindow,
         idempotencyKey: idempotencyKey === undefined || idempotencyWindow === 0 ? undefined : key + ":idem:" + idempotencyKey,
+        waitReplicas,
+        waitTimeout,
       });
     } catch (err) {
       // Reported to the caller (503); the reader logs outages.

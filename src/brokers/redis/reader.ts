@@ -23,10 +23,9 @@
  * idle check's timer wakes it, never polling.
  */
 import { decode } from "@msgpack/msgpack";
-import type Redis from "ioredis";
 import type { BrokerSink, FramedEvent } from "../broker";
-import { backoff, type OutageLog } from "./connection";
-import { ZERO, compareStreamIds, formatEventId, formatStreamId, parseStreamId, type StreamId } from "./ids";
+import { backoff, type Connection, type OutageLog } from "./connection";
+import { ZERO, compareStreamIds, formatEventId, formatStreamId, idPrefix, parseStreamId, type StreamId } from "./ids";
 import { nextReaderState, type ReaderEvent, type ReaderState } from "./reader-state";
 import { syncEpoch, type StreamKeys, type SyncResult } from "./scripts";
 import { field, frameEntry, missedAfter, parseInfo, result, resultOrUndefined, type Entry } from "./stream";
@@ -44,6 +43,12 @@ export interface ReaderOptions {
   readonly keys: StreamKeys;
   /** Pub/sub channel the publish script pushes batches on. */
   readonly channel: string;
+  /** Sharded pub/sub (SSUBSCRIBE, Redis 7, on a Cluster): the publish script SPUBLISHes. */
+  readonly sharded: boolean;
+  /** The partition this reader follows, named in its ids; undefined with one partition (ids without it). */
+  readonly partition: number | undefined;
+  /** Whether a topic is in this reader's partition (a reset concerns only their subscribers); undefined: every topic. */
+  readonly owns: ((topic: string) => boolean) | undefined;
   readonly readCount: number;
   readonly checkInterval: number;
   readonly log: (message: string) => void;
@@ -55,6 +60,8 @@ export class RedisReader {
   private sink: BrokerSink | undefined;
   /** Epoch of the stream followed; undefined until the first sync. */
   private epochValue: string | undefined;
+  /** What precedes the stream id in this reader's SSE ids (see `idPrefix`). */
+  private prefix = "";
   /** Last stream id handed to the sink (or the start position). */
   private cursorValue: StreamId = ZERO;
   /** Highest `entries-added` seen for the current epoch (detects a stream restored from an older copy). */
@@ -73,6 +80,11 @@ export class RedisReader {
   private pendingEntries = 0;
   /** Counts pushed batches dropped while catching up (overflow, unreadable): the catch-up then reads the stream once more. */
   private dropped = 0;
+  /** Entries received from Redis (pushed or read from the stream, duplicates included), and their bytes as received. */
+  eventsRead = 0;
+  bytesRead = 0;
+  /** Sharded: SSUBSCRIBE was answered (see {@link catchUp}). */
+  private shardSubscribed = false;
   /** Wakes the loop's current wait, if any. */
   private wake: (() => void) | undefined;
   private loopDone: Promise<void> | undefined;
@@ -81,19 +93,29 @@ export class RedisReader {
   private markFollowing!: () => void;
 
   constructor(
-    /** The subscribed connection (only SUBSCRIBE and PING are sent on it). */
-    private readonly conn: Redis,
+    /**
+     * The subscribed connection (only (S)SUBSCRIBE, UNSUBSCRIBE and PING are
+     * sent on it), shared by the readers of every partition. Its owner
+     * connects and disconnects it, and passes its events on: messages to
+     * {@link push}, close to {@link connectionLost}, ready (of either
+     * connection) to {@link connectionReady}.
+     */
+    private readonly conn: Connection,
     /** The command connection, for the sync script and the catch-up reads. */
-    private readonly cmd: Redis,
+    private readonly cmd: Connection,
     private readonly options: ReaderOptions,
   ) {
     this.following = new Promise<void>((resolve) => (this.markFollowing = resolve));
-    conn.on("messageBuffer", (channel: Buffer, message: Buffer) => this.onMessage(channel, message));
-    // Every reconnect may be to a Redis that restarted: catch up (re-checking the epoch) before delivering on.
-    conn.on("close", () => this.enter("lost"));
-    conn.on("ready", () => this.signal());
-    // The catch-up reads through the command connection, which may come up after this one.
-    cmd.on("ready", () => this.signal());
+  }
+
+  /** The subscribed connection closed: every reconnect may be to a Redis that restarted, so catch up (re-checking the epoch) before delivering on. */
+  connectionLost(): void {
+    this.enter("lost");
+  }
+
+  /** A connection is ready (the catch-up reads through the command connection, which may come up after the subscribed one). */
+  connectionReady(): void {
+    this.signal();
   }
 
   get state(): ReaderState {
@@ -115,10 +137,9 @@ export class RedisReader {
     return this.cursorValue;
   }
 
-  /** Starts the loop; resolves once live, or after `startTimeout` ms (it keeps trying). */
+  /** Starts the loop (the owner connects the connections); resolves once live, or after `startTimeout` ms (it keeps trying). */
   async start(sink: BrokerSink, startTimeout: number): Promise<void> {
     this.sink = sink;
-    this.conn.connect().catch(() => undefined);
     let started!: () => void;
     const ready = new Promise<void>((resolve) => (started = resolve));
     this.loopDone = this.run(started);
@@ -143,18 +164,26 @@ export class RedisReader {
    * Runs the sync script on `conn` with what this reader knows, so a stream
    * that went back in time gets a new epoch before anything is added to it.
    */
-  sync(conn: Redis): Promise<SyncResult> {
+  sync(conn: Connection): Promise<SyncResult> {
     const epoch = this.epochValue;
     return syncEpoch(conn, this.options.keys, epoch === undefined ? undefined : { epoch, cursor: this.cursorValue, added: this.knownAdded, pastEpochs: this.pastEpochs });
   }
 
-  /** Stops reading; resolves when the loop has ended. */
+  /**
+   * Stops reading and unsubscribes its channel (the connection stays, for
+   * the other partitions; its owner closes it); resolves when the loop has
+   * ended.
+   */
   close(): Promise<void> {
+    const wasClosed = this.current === "closed";
     this.enter("close");
     this.sink = undefined;
     this.markFollowing();
-    // disconnect() (not QUIT): nothing to flush on the subscribed connection.
-    this.conn.disconnect();
+    this.signal();
+    if (!wasClosed && this.conn.status === "ready") {
+      const { channel, sharded } = this.options;
+      (sharded ? this.conn.sunsubscribe(channel) : this.conn.unsubscribe(channel)).catch(() => undefined);
+    }
     return this.loopDone?.catch(() => undefined) ?? Promise.resolve();
   }
 
@@ -272,9 +301,10 @@ export class RedisReader {
     this.enter("gap");
   }
 
-  /** A pushed batch from Redis. */
-  private onMessage(channel: Buffer, message: Buffer): void {
-    if (this.current === "closed" || channel.toString() !== this.options.channel) return;
+  /** A pushed batch from Redis on this reader's channel. */
+  push(message: Buffer): void {
+    if (this.current === "closed") return;
+    this.bytesRead += message.length;
     let flat: unknown[];
     try {
       flat = decode(message) as unknown[];
@@ -284,6 +314,7 @@ export class RedisReader {
       this.gap();
       return;
     }
+    this.eventsRead += flat.length >> 2;
     this.receive(flat);
   }
 
@@ -332,7 +363,14 @@ export class RedisReader {
     this.pendingEntries = 0;
     const { keys, readCount } = this.options;
     // Subscribed before reading the stream: every entry is in the catch-up or pushed (or both).
-    await this.conn.subscribe(this.options.channel);
+    if (!this.options.sharded) await this.conn.subscribe(this.options.channel);
+    else if (!this.shardSubscribed) {
+      // Once: ioredis's Cluster keeps its sharded channels and subscribes
+      // them again on the shard's new owner after a failover or a
+      // reconnect (each SSUBSCRIBE would add another copy to its list).
+      await this.conn.ssubscribe(this.options.channel);
+      this.shardSubscribed = true;
+    }
     const { epoch, from, head, added } = await this.sync(this.cmd);
     if (this.current !== "catching_up") return false;
     if (this.epochValue === undefined) {
@@ -356,6 +394,7 @@ export class RedisReader {
     }
     this.knownAdded = Math.max(this.knownAdded, added);
     this.epochValue = epoch;
+    this.prefix = idPrefix(epoch, this.options.partition);
     this.markFollowing();
     for (;;) {
       const dropped = this.dropped;
@@ -375,7 +414,7 @@ export class RedisReader {
         );
         this.cursorValue = info.lastGenerated;
         this.addedAtCursor = info.entriesAdded || undefined;
-        this.sink?.reset?.("history_truncated", formatEventId(epoch, info.lastGenerated));
+        this.sink?.reset?.("history_truncated", formatEventId(this.prefix, info.lastGenerated), this.options.owns);
         continue;
       }
       const n = this.deliverRead(result(replies, 1));
@@ -396,6 +435,11 @@ export class RedisReader {
     if (!Array.isArray(reply) || reply.length === 0) return 0;
     const entries = (reply[0] as [string, Entry[]])[1];
     if (!Array.isArray(entries) || entries.length === 0) return 0;
+    this.eventsRead += entries.length;
+    for (const [id, fields] of entries) {
+      this.bytesRead += id.length;
+      for (const f of fields) this.bytesRead += f.length;
+    }
     const framed: FramedEvent[] = [];
     for (const [id, fields] of entries) this.take(id, field(fields, "t"), field(fields, "e"), field(fields, "d"), framed);
     if (framed.length > 0) this.sink?.(framed);
@@ -417,7 +461,7 @@ export class RedisReader {
     if (streamId === undefined || compareStreamIds(streamId, this.cursorValue) <= 0) return false;
     this.cursorValue = streamId;
     if (this.addedAtCursor !== undefined) this.addedAtCursor++;
-    const framed = frameEntry(this.epochValue!, id as string, topic, event, data);
+    const framed = frameEntry(this.prefix, id as string, topic, event, data);
     if (framed !== undefined) out.push(framed);
     return true;
   }

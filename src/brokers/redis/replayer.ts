@@ -5,10 +5,9 @@
  * whether entries after the client's id may have been trimmed, checked again
  * with every chunk.
  */
-import type Redis from "ioredis";
 import type { FramedEvent, ReplayOptions, ReplayResult } from "../broker";
-import { unavailable } from "./connection";
-import { ZERO, compareStreamIds, formatEventId, formatStreamId, parseEpochValue, parseEventId, parseStreamId } from "./ids";
+import { unavailable, type Connection } from "./connection";
+import { ZERO, compareStreamIds, formatEventId, formatStreamId, idPrefix, parseEpochValue, parseEventId, parseStreamId } from "./ids";
 import { syncEpoch, type StreamKeys } from "./scripts";
 import { field, frameEntry, parseInfo, result, resultOrUndefined, trimmedAfter, type Entry } from "./stream";
 
@@ -19,9 +18,11 @@ type Replies = [Error | null, unknown][] | null;
 
 export class RedisReplayer {
   constructor(
-    private readonly cmd: Redis,
+    private readonly cmd: Connection,
     private readonly keys: StreamKeys,
     private readonly readCount: number,
+    /** The partition of this stream, named in its ids; undefined with one partition. */
+    private readonly partition: number | undefined = undefined,
   ) {}
 
   async replay(lastEventId: string, topics: ReadonlySet<string>, options: ReplayOptions = {}): Promise<ReplayResult> {
@@ -48,11 +49,12 @@ export class RedisReplayer {
       }
     }
     const epoch = parseEpochValue(result(replies, 0)).epoch;
+    const prefix = idPrefix(epoch, this.partition);
     const info = parseInfo(resultOrUndefined(replies, 1));
     const head = info?.lastGenerated ?? ZERO;
-    const headId = compareStreamIds(head, ZERO) > 0 ? formatEventId(epoch, head) : undefined;
-    // Malformed, from another stream, or newer than anything this stream produced (Redis came back empty).
-    if (wanted === undefined || wanted.epoch !== epoch || compareStreamIds(wanted.id, head) > 0) {
+    const headId = compareStreamIds(head, ZERO) > 0 ? formatEventId(prefix, head) : undefined;
+    // Malformed, from another stream or partition, or newer than anything this stream produced (Redis came back empty).
+    if (wanted === undefined || wanted.epoch !== epoch || wanted.partition !== this.partition || compareStreamIds(wanted.id, head) > 0) {
       return { ok: false, reason: "unknown_id", headId };
     }
     if (compareStreamIds(wanted.id, head) === 0) return { ok: true, events: [], next: lastEventId, done: true };
@@ -68,7 +70,7 @@ export class RedisReplayer {
         cursor = parseStreamId(id) ?? cursor;
         const topic = field(fields, "t");
         if (topic === undefined || !topics.has(topic)) continue;
-        const framed = frameEntry(epoch, id, topic, field(fields, "e"), field(fields, "d"))!;
+        const framed = frameEntry(prefix, id, topic, field(fields, "e"), field(fields, "d"))!;
         events.push(framed);
         bytes += framed.frame.length;
         // The page is full: the next one starts after this entry.
@@ -97,6 +99,6 @@ export class RedisReplayer {
       if (now === undefined || trimmedAfter(now, cursor)) return { ok: false, reason: "history_truncated", headId };
       chunk = result(replies, 1) as Entry[];
     }
-    return { ok: true, events, next: formatEventId(epoch, cursor), done };
+    return { ok: true, events, next: formatEventId(prefix, cursor), done };
   }
 }

@@ -2,8 +2,9 @@
  * The two Lua scripts of the broker, and typed calls to them. Each runs
  * atomically in Redis: no other client's command runs between its steps.
  */
-import type Redis from "ioredis";
 import type { EventInput } from "../../types";
+import type { Connection } from "./connection";
+import { result } from "./stream";
 import { ZERO, formatStreamId, newEpoch, parseEpochValue, parseStreamId, type StreamId } from "./ids";
 
 /**
@@ -96,6 +97,13 @@ redis.call("PUBLISH", ARGV[3], cmsgpack.pack(out))
 return n
 `;
 
+/**
+ * The same script pushing with SPUBLISH (sharded pub/sub, Redis 7) for a
+ * Redis Cluster: the channel carries the partition's hash tag, so it is in
+ * the slot of the script's keys and only that shard's subscribers get it.
+ */
+const SPUBLISH_SCRIPT = PUBLISH_SCRIPT.replace('redis.call("PUBLISH"', 'redis.call("SPUBLISH"');
+
 /** The stream's keys: the stream itself and its epoch (`<key>:epoch`). */
 export interface StreamKeys {
   readonly key: string;
@@ -126,7 +134,7 @@ export interface SyncResult {
  * Runs {@link SYNC_SCRIPT} on `conn`. With `known`, renews the epoch if the
  * stream is behind it; without, only creates a missing epoch.
  */
-export async function syncEpoch(conn: Redis, keys: StreamKeys, known: KnownPosition | undefined): Promise<SyncResult> {
+export async function syncEpoch(conn: Connection, keys: StreamKeys, known: KnownPosition | undefined): Promise<SyncResult> {
   const reply = (await conn.eval(
     SYNC_SCRIPT,
     2,
@@ -147,16 +155,38 @@ export interface PublishBatch {
   /** MINID for the age bound (`""` for none). */
   readonly minId: string;
   readonly channel: string;
+  /** Push with SPUBLISH (a Cluster's sharded channel) instead of PUBLISH. */
+  readonly sharded: boolean;
   /** Idempotency window in ms; with `idempotencyKey`, the key is remembered this long. */
   readonly window: number;
   /** Full Redis key `<key>:idem:<k>`, or undefined for none. */
   readonly idempotencyKey: string | undefined;
+  /** Replicas that must have the batch before it counts as stored (`WAIT`), 0 for none. */
+  readonly waitReplicas: number;
+  /** How long `WAIT` waits for them, in ms. */
+  readonly waitTimeout: number;
 }
 
-/** Runs {@link PUBLISH_SCRIPT}: the number of events appended, or -1 for a known idempotency key. */
-export async function publishBatch(conn: Redis, key: string, events: readonly EventInput[], batch: PublishBatch): Promise<number> {
+/**
+ * Runs {@link PUBLISH_SCRIPT}: the number of events appended, or -1 for a
+ * known idempotency key. With `waitReplicas`, `WAIT` follows the script in
+ * the same pipeline (so on a Cluster it goes to the node that ran it), and
+ * fewer replicas than asked within `waitTimeout` is an error: the caller
+ * answers 503 and a retry with the same idempotency key appends nothing
+ * (and waits for the replicas again).
+ */
+export async function publishBatch(conn: Connection, key: string, events: readonly EventInput[], batch: PublishBatch): Promise<number> {
   const args: (string | number)[] = [batch.maxLen, batch.minId, batch.channel, batch.window];
   for (const e of events) args.push(e.topic, e.event, e.data);
   const keys = batch.idempotencyKey === undefined ? [key] : [key, batch.idempotencyKey];
-  return Number(await conn.eval(PUBLISH_SCRIPT, keys.length, ...keys, ...args));
+  const script = batch.sharded ? SPUBLISH_SCRIPT : PUBLISH_SCRIPT;
+  if (batch.waitReplicas === 0) return Number(await conn.eval(script, keys.length, ...keys, ...args));
+  const replies = await conn.pipeline().eval(script, keys.length, ...keys, ...args).call("WAIT", batch.waitReplicas, batch.waitTimeout).exec();
+  const appended = Number(result(replies, 0));
+  const replicas = Number(result(replies, 1));
+  if (replicas < batch.waitReplicas) {
+    throw new Error(`stored on the primary but confirmed by ${replicas} of ${batch.waitReplicas} replicas within ${batch.waitTimeout} ms`);
+  }
+  return appended;
 }
+

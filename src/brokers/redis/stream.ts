@@ -58,12 +58,12 @@ export function field(fields: readonly string[], name: string): string | undefin
 
 /**
  * Frames one entry (fields `t` topic, `e` event, `d` data, as the publish
- * script writes them) under its SSE id, or `undefined` for an entry that is
+ * script writes them) under its SSE id (`prefix`: see `idPrefix`), or `undefined` for an entry that is
  * not ours (someone else wrote to the key).
  */
-export function frameEntry(epoch: string, id: string, topic: unknown, event: unknown, data: unknown): FramedEvent | undefined {
+export function frameEntry(prefix: string, id: string, topic: unknown, event: unknown, data: unknown): FramedEvent | undefined {
   if (typeof topic !== "string") return undefined;
-  const eventId = formatEventId(epoch, id);
+  const eventId = formatEventId(prefix, id);
   return { id: eventId, topic, frame: frameEvent(typeof event === "string" ? event : "", typeof data === "string" ? data : "", eventId) };
 }
 
