@@ -9,7 +9,7 @@ import { decode, encode } from "@msgpack/msgpack";
 import fc from "fast-check";
 import request from "supertest";
 import { MAX_PAYLOAD_DEPTH, checkStructure, submitToken } from "../src/tokens";
-import { brancaEncode } from "../src/branca";
+import { brancaEncode } from "../src/tokens/branca";
 import { deepMsgpack, hugeMsgpack, payloadBytes, payloadValue, safeEncode } from "./helpers/fuzz";
 import { SECRET, startServer, type TestServer } from "./helpers/sse";
 
