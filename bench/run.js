@@ -17,10 +17,10 @@ const { codec } = require("./lib/tokens");
 const { LoadClient, compileClient } = require("./lib/loadclient");
 const { nchanConfig } = require("./lib/nchan");
 const { NICE } = require("./lib/priority");
-const { CLK_TCK, track, stop, killAllNow, killChildrenOnExit, waitPort, processTree, rssKiB, cpuUs } = require("./lib/procs");
+const { CLK_TCK, track, stop, killAllNow, killChildrenOnExit, waitPort, processTree, rssKiB, cpuUs, cpuUsFine } = require("./lib/procs");
 
 const ROOT = path.resolve(__dirname, "..");
-const ALL_SERVERS = ["baseline", "ours", "ours-redis", "better-sse", "nchan"];
+const ALL_SERVERS = ["baseline", "ours", "ours-redis", "ours-express", "better-sse", "nchan"];
 
 // ---------------------------------------------------------------- options
 
@@ -374,6 +374,13 @@ function serverDefs(ctx) {
       paths: ctx.tokenPaths,
       publish: branca,
     },
+    "ours-express": {
+      label: "ours mounted in Express 5",
+      needsBuild: true,
+      start: () => startNodeServer(ctx, "ours-express", path.join(__dirname, "servers", "express-mounted.js")),
+      paths: ctx.tokenPaths,
+      publish: branca,
+    },
     "better-sse": {
       label: "Express 5 + better-sse",
       start: () => startNodeServer(ctx, "better-sse", path.join(__dirname, "servers", "better-sse.js")),
@@ -453,16 +460,19 @@ async function mainPhases(ctx, name, def, r, srv, client) {
   // (a) connects/s and (b) memory per subscriber
   await sleep(1000);
   const rss0 = rssKiB(srv.pids());
-  const cpuC0 = cpuUs(cpuPids());
+  const cpuC0 = cpuUsFine(cpuPids());
   const con = await client.cmd(`connect sub ${N} ${o.connectConcurrency} ${ctx.connectTimeoutMs}`, ctx.connectTimeoutMs + 10000);
-  const cpuC1 = cpuUs(cpuPids());
+  const cpuC1 = cpuUsFine(cpuPids());
   checkAlive(srv, "while subscribers connected");
   if (!con.ok) throw new Error(`no subscriber could connect: ${con.err}`);
   r.connected = con.ok;
   r.connectsPerSec = con.ok / con.elapsed_s;
   r.connectServerCpuPct = (100 * (cpuC1 - cpuC0)) / 1e6 / con.elapsed_s;
+  // The server's whole CPU time (all threads, and Redis in the Redis row) over
+  // the connect phase, per stream: what a reconnect storm costs (issue 17).
+  r.cpuUsPerConnect = con.ok ? (cpuC1 - cpuC0) / con.ok : NaN;
   if (con.ok < N) r.notes.push(`connect: only ${con.ok}/${N} subscribers (${con.failed} failed, ${con.timedout} timed out: ${con.err})`);
-  log(`${name}: ${con.ok} connected in ${con.elapsed_s.toFixed(2)} s (${Math.round(r.connectsPerSec)}/s)`);
+  log(`${name}: ${con.ok} connected in ${con.elapsed_s.toFixed(2)} s (${Math.round(r.connectsPerSec)}/s, ${r.cpuUsPerConnect.toFixed(1)} µs CPU each)`);
   await sleep(2000);
   const rss1 = rssKiB(srv.pids());
   r.rssIdleKiB = rss0;
@@ -645,16 +655,16 @@ function report(o, info, results, notes) {
   );
   L.push("");
   L.push(
-    "| server | connects/s | KiB/subscriber | p50 ms | p99 ms | deliveries/s | CPU µs/delivery | delivered % | stalled: RSS start→peak, end; cut |",
+    "| server | connects/s | CPU µs/connect | KiB/subscriber | p50 ms | p99 ms | deliveries/s | CPU µs/delivery | delivered % | stalled: RSS start→peak, end; cut |",
   );
-  L.push("|---|---:|---:|---:|---:|---:|---:|---:|---|");
+  L.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
   for (const r of results) {
     if (r.skipped || r.error) {
-      L.push(`| ${r.label} | ${r.skipped ? "skipped" : "failed"}: ${(r.skipped || r.error).split("\n")[0]} | | | | | | | |`);
+      L.push(`| ${r.label} | ${r.skipped ? "skipped" : "failed"}: ${(r.skipped || r.error).split("\n")[0]} | | | | | | | | |`);
       continue;
     }
     L.push(
-      `| ${r.label} | ${fmtInt(r.connectsPerSec)} | ${fmt(r.kibPerSub, 1)} | ${fmt(r.p50ms, 2)} | ${fmt(r.p99ms, 2)} | ` +
+      `| ${r.label} | ${fmtInt(r.connectsPerSec)} | ${fmt(r.cpuUsPerConnect, 1)} | ${fmt(r.kibPerSub, 1)} | ${fmt(r.p50ms, 2)} | ${fmt(r.p99ms, 2)} | ` +
         `${fmtInt(r.deliveriesPerSec)} | ${fmt(r.cpuUsPerDelivery, 2)} | ${fmt(r.deliveredPct, 2)} | ${stalledCell(r.stalled)} |`,
     );
   }
@@ -663,14 +673,14 @@ function report(o, info, results, notes) {
     L.push("");
     L.push("Relative to the plain node:http baseline (value ÷ baseline; ↑ higher is better, ↓ lower is better):");
     L.push("");
-    L.push("| server | connects/s ↑ | KiB/subscriber ↓ | p50 ↓ | p99 ↓ | deliveries/s ↑ | CPU µs/delivery ↓ | stalled peak RSS growth ↓ |");
-    L.push("|---|---:|---:|---:|---:|---:|---:|---:|");
+    L.push("| server | connects/s ↑ | CPU µs/connect ↓ | KiB/subscriber ↓ | p50 ↓ | p99 ↓ | deliveries/s ↑ | CPU µs/delivery ↓ | stalled peak RSS growth ↓ |");
+    L.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : "–");
     const growth = (r) => (r.stalled ? r.stalled.rssPeakKiB - r.stalled.rssBeforeKiB : NaN);
     for (const r of results) {
       if (r.skipped || r.error) continue;
       L.push(
-        `| ${r.label} | ${ratio(r.connectsPerSec, base.connectsPerSec)} | ${ratio(r.kibPerSub, base.kibPerSub)} | ` +
+        `| ${r.label} | ${ratio(r.connectsPerSec, base.connectsPerSec)} | ${ratio(r.cpuUsPerConnect, base.cpuUsPerConnect)} | ${ratio(r.kibPerSub, base.kibPerSub)} | ` +
           `${ratio(r.p50ms, base.p50ms)} | ${ratio(r.p99ms, base.p99ms)} | ${ratio(r.deliveriesPerSec, base.deliveriesPerSec)} | ` +
           `${ratio(r.cpuUsPerDelivery, base.cpuUsPerDelivery)} | ${ratio(growth(r), growth(base))} |`,
       );
@@ -727,6 +737,7 @@ function report(o, info, results, notes) {
   L.push("");
   L.push(
     "Columns: connects/s = subscribers connected ÷ time until the last response head arrived (token verified by every server but nchan); " +
+      "CPU µs/connect = server utime+stime over the connect phase ÷ subscribers connected; " +
       "KiB/subscriber = (server VmRSS after connecting − before) ÷ subscribers; p50/p99 = publish-to-receipt latency over every subscriber × event " +
       "of the low-rate phase; deliveries/s = events received by all subscribers ÷ (last receipt − first publish) in the throughput phase; " +
       "CPU µs/delivery = server utime+stime (Redis included in the Redis row) ÷ deliveries; delivered % = received ÷ (published × subscribers) " +

@@ -96,7 +96,8 @@ const EXPIRY_RESOLUTION = 1000;
 /** Longest delay `setTimeout` takes as given (longer ones fire at once). */
 const MAX_TIMER_DELAY = 2 ** 31 - 1;
 
-const kSubscriber = Symbol("sse-server.subscriber");
+/** Most distinct `retry:` values {@link Hub.hello} hands out (jitter resolution: retryJitter ÷ this, at least 1 ms). */
+const HELLO_VALUES = 1024;
 
 /** Largest replay page, in bytes (also at most a quarter of `maxBufferBytes`). */
 const MAX_PAGE_BYTES = 64 * 1024;
@@ -157,7 +158,6 @@ class Subscriber {
   gzipSet: GzipTopicSet | undefined = undefined;
 
   constructor(
-    readonly hub: Hub,
     readonly sink: Sink,
     readonly topics: readonly string[],
     /** Where its bytes go (../transport): the hub knows no transfer coding. */
@@ -165,15 +165,19 @@ class Subscriber {
   ) {}
 }
 
-type SinkWithSubscriber = Sink & { [kSubscriber]?: Subscriber };
-
 export class Hub {
   private readonly broker: Broker;
   /** The broker, if it reads only the topics in use (told as topics come and go). */
   private readonly interest: BrokerInterest | undefined;
   private readonly options: HubOptions;
   private readonly byTopic = new Map<string, Set<Subscriber>>();
-  private readonly all = new Set<Subscriber>();
+  /**
+   * Every subscriber, by its sink. A map here rather than a property on the
+   * sink: under Express a response's prototype has been swapped, and V8 then
+   * gives it a hidden class of its own for every property added (a ~1 KB
+   * copy per stream, issue 17).
+   */
+  private readonly all = new Map<Sink, Subscriber>();
   private dirty: Subscriber[] = [];
   private readonly gzipSets = new Map<string, GzipTopicSet>();
   private flushes = 0;
@@ -186,6 +190,8 @@ export class Hub {
   /** One-entry cache: subscribers noticed in one walk mostly share their expiry, so they share the frame. */
   private expiringFrame: { at: number; frame: Buffer } | undefined;
   private closing = false;
+  /** {@link hello}'s Buffers by jitter step, built on first use. */
+  private readonly hellos: Array<Buffer | undefined> = [];
   private readonly started: Promise<void>;
   private startFailure: SseError | undefined;
   private counters = {
@@ -261,7 +267,7 @@ export class Hub {
    */
   subscribe(sink: Sink, topics: readonly string[], lastEventId?: string, conn?: Connection, expiresAt?: number, gzip = false): void {
     if (this.closing) throw new SseError("closed", "the SSE hub is closed");
-    const sub = new Subscriber(this, sink, topics, conn ?? new ResponseConnection(sink));
+    const sub = new Subscriber(sink, topics, conn ?? new ResponseConnection(sink));
     if (gzip) {
       // NUL cannot occur in a topic, so the key is unambiguous.
       const key = [...topics].sort().join("\0");
@@ -271,10 +277,9 @@ export class Hub {
       sub.gzip = new GzipMember();
       sub.gzipSet = set;
     }
-    (sink as SinkWithSubscriber)[kSubscriber] = sub;
     // `on`, not `once`: close fires once anyway, and `once` allocates a wrapper per subscriber.
-    sink.on("close", onSinkClose);
-    this.all.add(sub);
+    sink.on("close", this.onSinkClose);
+    this.all.set(sink, sub);
     let added: string[] | undefined;
     for (const topic of topics) {
       let set = this.byTopic.get(topic);
@@ -349,7 +354,7 @@ export class Hub {
    * is still writing pages); the caller tries again later.
    */
   sendTo(sink: Sink, frame: Buffer): boolean {
-    const sub = (sink as SinkWithSubscriber)[kSubscriber];
+    const sub = this.all.get(sink);
     if (sub === undefined || sub.closed || (sub.resume !== null && sub.resume.held !== null)) return false;
     this.enqueue(sub, frame, 0);
     return true;
@@ -358,10 +363,19 @@ export class Hub {
   /**
    * The first bytes of every stream: the heartbeat comment, then `retry:`
    * with this hub's jitter (drawn per call, so reconnects spread out).
+   * Each distinct value's Buffer is built once and shared (a connect storm
+   * would otherwise build one per stream): at most {@link HELLO_VALUES}
+   * values, evenly spread over the jitter (1 ms apart up to that many).
    */
   hello(): Buffer {
     const { retry, retryJitter } = this.options;
-    return retry > 0 ? Buffer.concat([HEARTBEAT, frameRetry(retry + Math.random() * retryJitter)]) : HEARTBEAT;
+    if (retry <= 0) return HEARTBEAT;
+    // Values retry + k × jitter ÷ steps for k < steps: within [retry, retry + jitter) as before.
+    const steps = Math.max(1, Math.min(Math.floor(retryJitter), HELLO_VALUES));
+    const k = Math.floor(Math.random() * steps);
+    let hello = this.hellos[k];
+    if (hello === undefined) this.hellos[k] = hello = Buffer.concat([HEARTBEAT, frameRetry(retry + (k * retryJitter) / steps)]);
+    return hello;
   }
 
   /** Ends every stream cleanly and stops the heartbeat. Idempotent. */
@@ -371,8 +385,15 @@ export class Hub {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.flush();
-    for (const sub of [...this.all]) this.remove(sub, "shutdown");
+    for (const sub of [...this.all.values()]) this.remove(sub, "shutdown");
   }
+
+  /** The `close` listener of every sink of this hub (`this` is the sink): one function, no closure per subscriber. */
+  private readonly onSinkClose = ((hub: Hub) =>
+    function onSinkClose(this: Sink): void {
+      const sub = hub.all.get(this);
+      if (sub !== undefined) hub.remove(sub, "client");
+    })(this);
 
   private readonly onEvents = (events: readonly FramedEvent[]): void => {
     this.counters.eventsPublished += events.length;
@@ -396,7 +417,7 @@ export class Hub {
   private readonly onReset = (reason: ResetReason, headId: string | undefined, topics?: (topic: string) => boolean): void => {
     this.counters.brokerResets++;
     const frame = resetFrame(reason, headId);
-    for (const sub of [...this.all]) {
+    for (const sub of [...this.all.values()]) {
       if (topics !== undefined && !sub.topics.some(topics)) continue;
       if (sub.resume !== null && sub.resume.held !== null) this.remove(sub, "broker");
       else this.enqueue(sub, frame, 0);
@@ -456,7 +477,7 @@ export class Hub {
   }
 
   private readonly heartbeat = (): void => {
-    for (const sub of this.all) if (sub.resume === null || sub.resume.held === null) this.enqueue(sub, HEARTBEAT, 0);
+    for (const sub of this.all.values()) if (sub.resume === null || sub.resume.held === null) this.enqueue(sub, HEARTBEAT, 0);
   };
 
   /** A live event for a subscriber that is resuming: held, dropped as already replayed, or delivered. */
@@ -676,7 +697,7 @@ export class Hub {
     sub.closed = true;
     sub.pending = null;
     sub.resume = null;
-    this.all.delete(sub);
+    if (this.all.get(sub.sink) === sub) this.all.delete(sub.sink);
     let removed: string[] | undefined;
     for (const topic of sub.topics) {
       const set = this.byTopic.get(topic);
@@ -714,11 +735,6 @@ function sameList(a: readonly Buffer[], b: readonly Buffer[]): boolean {
   return true;
 }
 
-/** Shared `close` listener for every sink: no closure per subscriber. */
-function onSinkClose(this: Sink): void {
-  const sub = (this as SinkWithSubscriber)[kSubscriber];
-  if (sub !== undefined) sub.hub.remove(sub, "client");
-}
 
 /**
  * The `sse:reset` event: the client must rebuild its state; data says why.

@@ -4,7 +4,7 @@
  * and HTTP/2 compatibility API). Adapters (Express, Fastify, the standalone
  * server) only register these handlers; no framework is imported here.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { ServerResponse, type IncomingMessage } from "node:http";
 import { readBody } from "./body";
 import { acceptsGzip } from "./accept-encoding";
 import { Admission, type ShedReason } from "./admission";
@@ -13,6 +13,7 @@ import { SseError, isSseError } from "../errors";
 import { frameRetry } from "../framing/frame";
 import { Hub } from "./hub";
 import { connectionFor } from "../transport";
+import { releaseParserLater } from "../transport/release-parser";
 import { resolveOptions, type ResolvedOptions, type SseHubOptions } from "../options";
 import { Presence } from "./presence";
 import { HOOK_TIMEOUT, Sessions, runSubscribeHook, type SubscribeInfo } from "./sessions";
@@ -158,6 +159,7 @@ export function createSseHub(options: SseHubOptions): SseHub {
   // CORS is applied inside each handler rather than as a middleware layer:
   // one routing step less on every connect.
   const cors = (req: IncomingMessage, res: ServerResponse) => applyCors(opts, req, res);
+  const wantsRemoteAddress = opts.onSubscribe !== undefined || opts.onUnsubscribe !== undefined || webhook !== undefined;
 
   const events: MethodHandler = async (req, res) => {
     cors(req, res);
@@ -183,7 +185,9 @@ export function createSseHub(options: SseHubOptions): SseHub {
     const refused = admission.admit(subject);
     if (refused !== undefined) return shed(req, res, opts, refused);
     // From here the slot is ours: given back by `sessions` when the stream ends, or below.
-    const info: SubscribeInfo = { topics, sub: subject, token: payload.payload, remoteAddress: req.socket.remoteAddress, lastEventId };
+    // The peer's address costs a getpeername(2) syscall: only asked for when a hook or the webhook can see it.
+    const remoteAddress = wantsRemoteAddress ? req.socket.remoteAddress : undefined;
+    const info: SubscribeInfo = { topics, sub: subject, token: payload.payload, remoteAddress, lastEventId };
     if (opts.onSubscribe !== undefined) {
       let verdict: typeof HOOK_TIMEOUT | undefined;
       try {
@@ -271,6 +275,9 @@ export function createSseHub(options: SseHubOptions): SseHub {
     const routed = req as { next?: unknown; _parsedUrl?: unknown };
     routed.next = undefined;
     routed._parsedUrl = undefined;
+    // The connection will never carry another request: its HTTP parser
+    // (~2.3 KB native) goes back to Node's pool (see ../transport/release-parser.ts).
+    if (res instanceof ServerResponse) releaseParserLater(req, res);
   };
 
   /**
