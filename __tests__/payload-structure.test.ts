@@ -1,6 +1,6 @@
 /**
  * The linear structure check that runs before a token payload is decoded
- * (src/tokens.ts checkStructure): it refuses only what the MessagePack
+ * (src/tokens/index.ts checkStructure): it refuses only what the MessagePack
  * decoder would refuse too, plus nesting deeper than MAX_PAYLOAD_DEPTH;
  * every real payload shape passes. Over HTTP: a too-deep genuine submit
  * token is a 400 `payload_invalid`, one just within the limit is accepted.

@@ -24,7 +24,7 @@
  * the p99s (goal <= 1.2x).
  * Every forged token must be refused: 401 (verified and failed), or 503
  * `over_capacity` once failed long tokens are over their CPU budget and long
- * tokens are shed unread (src/tokens.ts, InvalidTokenBudget); the report
+ * tokens are shed unread (src/tokens/index.ts, InvalidTokenBudget); the report
  * gives both counts. Never a 200.
  */
 const { fork, spawn, spawnSync } = require("node:child_process");

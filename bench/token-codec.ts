@@ -149,7 +149,7 @@ async function main(): Promise<void> {
   stale.writeUInt32BE(Math.floor(Date.now() / 1000) - 2 * 86_400, 1); // two days old, TTL one day
   const randomText = Array.from(randomBytes(valid.length), (b, i) => BASE62_ALPHABET[i === 0 ? 1 + (b % 61) : b % 62]).join("");
   const ttlDay = { ttl: 86_400, maxFuture: 60 };
-  // The last three are refused from the first 8 characters and the length (headerBounds in src/branca.ts).
+  // The last three are refused from the first 8 characters and the length (headerBounds in src/tokens/branca.ts).
   const cases: [string, string, BrancaDecodeOptions?][] = [
     ["valid header, flipped tag bit", base62Encode(forgedTag)],
     ["valid header, random body", base62Encode(forgedBody)],
