@@ -241,6 +241,20 @@ describe.each(suites)("Broker contract: %s", (name, h) => {
     expect(shuffled).toEqual(ids);
   });
 
+  test("a broker serves one hub: a second start() rejects with invalid_option and the first sink keeps receiving", async () => {
+    const { broker, received } = await h.create();
+    const second: FramedEvent[] = [];
+    const error = await broker.start((evs) => second.push(...evs)).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(SseError);
+    expect((error as SseError).code).toBe("invalid_option");
+    await broker.publish(events("a", 3));
+    await waitFor(() => received.length === 3, 5000, "the first sink's events");
+    expect(second).toEqual([]);
+  });
+
   test("after close(): publish rejects with SseError closed, and no sink calls", async () => {
     const { broker, received } = await h.create();
     await broker.publish(events("a", 5));

@@ -280,6 +280,9 @@ export class MemoryBroker implements Broker, BrokerHealth {
   }
 
   async start(sink: BrokerSink): Promise<void> {
+    // The same contract as the Redis broker: one hub per broker. A second hub
+    // would silently take the sink over and the first would never get an event.
+    if (this.sink !== undefined) throw new SseError("invalid_option", "a MemoryBroker serves one hub; create one broker per router");
     this.sink = sink;
   }
 
