@@ -65,15 +65,17 @@ export class Http1SocketConnection implements Connection {
   writeFrames(frames: readonly Buffer[]): boolean {
     const socket = this.socket;
     let ok = true;
-    socket.cork();
     if (this.chunked) {
       let bytes = 0;
       for (const frame of frames) bytes += frame.length;
+      // Before cork(): returning here must not leave the socket corked.
       if (bytes === 0) return this.write(EMPTY);
+      socket.cork();
       socket.write(Buffer.from(bytes.toString(16) + "\r\n", "latin1"));
       for (const frame of frames) socket.write(frame);
       ok = socket.write(CRLF);
     } else {
+      socket.cork();
       for (const frame of frames) ok = socket.write(frame);
     }
     socket.uncork();
