@@ -29,3 +29,64 @@ export interface Connection {
   /** Drops the stream and its buffered bytes at once (a client too slow to keep up). */
   destroy(): void;
 }
+
+/** Where a connection writes body bytes and reads backpressure from: a socket, an h2 stream, or the response itself. */
+export interface ByteSink {
+  write(chunk: Buffer): boolean;
+  readonly writableLength: number;
+  once(event: "drain", listener: () => void): unknown;
+  cork?: () => void;
+  uncork?: () => void;
+}
+
+/** What owns the stream: its first write sends the response head; it ends and drops the stream. */
+export interface StreamOwner {
+  write(chunk: Buffer): boolean;
+  end(): unknown;
+  destroy(): unknown;
+}
+
+/**
+ * What every connection shares: bytes go to `out` (which also tells the
+ * backpressure), while the head, the end and a drop go through `owner`, so
+ * the response's own bookkeeping (last chunk, keep-alive, `close`) stays
+ * Node's. Subclasses decide how `write` codes the bytes.
+ */
+export abstract class OwnedConnection<Out extends ByteSink = ByteSink> implements Connection {
+  constructor(
+    protected readonly owner: StreamOwner,
+    protected readonly out: Out,
+  ) {}
+
+  abstract write(data: Buffer): boolean;
+
+  open(data: Buffer): void {
+    this.owner.write(data);
+  }
+
+  writeFrames(frames: readonly Buffer[]): boolean {
+    const out = this.out;
+    let ok = true;
+    out.cork?.();
+    for (const frame of frames) ok = out.write(frame);
+    out.uncork?.();
+    return ok;
+  }
+
+  get writableLength(): number {
+    return this.out.writableLength;
+  }
+
+  onDrain(listener: () => void): void {
+    this.out.once("drain", listener);
+  }
+
+  end(last?: Buffer): void {
+    if (last !== undefined) this.owner.write(last);
+    this.owner.end();
+  }
+
+  destroy(): void {
+    this.owner.destroy();
+  }
+}

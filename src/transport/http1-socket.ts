@@ -7,7 +7,7 @@
  */
 import type { ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import type { Connection } from "./connection";
+import { OwnedConnection } from "./connection";
 
 const CRLF = Buffer.from("\r\n");
 const EMPTY = Buffer.alloc(0);
@@ -43,60 +43,37 @@ function chunkOf(data: Buffer): Buffer {
   return lastChunk!;
 }
 
-export class Http1SocketConnection implements Connection {
+export class Http1SocketConnection extends OwnedConnection<Socket> {
   constructor(
-    private readonly res: ServerResponse,
-    private readonly socket: Socket,
+    res: ServerResponse,
+    socket: Socket,
     /** Whether the response uses chunked transfer coding (no `Content-Length`, HTTP/1.1). */
     private readonly chunked: boolean,
-  ) {}
-
-  open(data: Buffer): void {
-    // Through the response: Node sends the head with the first body write.
-    this.res.write(data);
+  ) {
+    // The head, the last chunk and a drop go through the response: Node sends
+    // the head with the first body write and closes or keeps the connection.
+    super(res, socket);
   }
 
   write(data: Buffer): boolean {
+    const socket = this.out;
     // An empty chunk would end a chunked response.
-    if (data.length === 0) return this.socket.writableLength <= this.socket.writableHighWaterMark;
-    return this.socket.write(this.chunked ? chunkOf(data) : data);
+    if (data.length === 0) return socket.writableLength <= socket.writableHighWaterMark;
+    return socket.write(this.chunked ? chunkOf(data) : data);
   }
 
-  writeFrames(frames: readonly Buffer[]): boolean {
-    const socket = this.socket;
-    let ok = true;
-    if (this.chunked) {
-      let bytes = 0;
-      for (const frame of frames) bytes += frame.length;
-      // Before cork(): returning here must not leave the socket corked.
-      if (bytes === 0) return this.write(EMPTY);
-      socket.cork();
-      socket.write(Buffer.from(bytes.toString(16) + "\r\n", "latin1"));
-      for (const frame of frames) socket.write(frame);
-      ok = socket.write(CRLF);
-    } else {
-      socket.cork();
-      for (const frame of frames) ok = socket.write(frame);
-    }
+  override writeFrames(frames: readonly Buffer[]): boolean {
+    if (!this.chunked) return super.writeFrames(frames);
+    let bytes = 0;
+    for (const frame of frames) bytes += frame.length;
+    // Before cork(): returning here must not leave the socket corked.
+    if (bytes === 0) return this.write(EMPTY);
+    const socket = this.out;
+    socket.cork();
+    socket.write(Buffer.from(bytes.toString(16) + "\r\n", "latin1"));
+    for (const frame of frames) socket.write(frame);
+    const ok = socket.write(CRLF);
     socket.uncork();
     return ok;
-  }
-
-  get writableLength(): number {
-    return this.socket.writableLength;
-  }
-
-  onDrain(listener: () => void): void {
-    this.socket.once("drain", listener);
-  }
-
-  end(last?: Buffer): void {
-    // Through the response: Node writes the last chunk and closes or keeps the connection.
-    if (last !== undefined) this.res.write(last);
-    this.res.end();
-  }
-
-  destroy(): void {
-    this.res.destroy();
   }
 }

@@ -5,7 +5,7 @@
  * `flush()` when the middleware added one (a compressor buffers otherwise,
  * despite `Cache-Control: no-transform`).
  */
-import type { Connection } from "./connection";
+import { OwnedConnection } from "./connection";
 
 /** What a response must offer (Node's `ServerResponse` and `Http2ServerResponse` do). */
 export interface ResponseLike {
@@ -20,43 +20,24 @@ export interface ResponseLike {
   flush?: () => void;
 }
 
-export class ResponseConnection implements Connection {
-  constructor(private readonly res: ResponseLike) {}
+export class ResponseConnection extends OwnedConnection<ResponseLike> {
+  constructor(res: ResponseLike) {
+    super(res, res);
+  }
 
-  open(data: Buffer): void {
+  override open(data: Buffer): void {
     this.write(data);
   }
 
   write(data: Buffer): boolean {
-    const ok = this.res.write(data);
-    this.res.flush?.();
+    const ok = this.out.write(data);
+    this.out.flush?.();
     return ok;
   }
 
-  writeFrames(frames: readonly Buffer[]): boolean {
-    const res = this.res;
-    let ok = true;
-    res.cork?.();
-    for (const frame of frames) ok = res.write(frame);
-    res.uncork?.();
-    res.flush?.();
+  override writeFrames(frames: readonly Buffer[]): boolean {
+    const ok = super.writeFrames(frames);
+    this.out.flush?.();
     return ok;
-  }
-
-  get writableLength(): number {
-    return this.res.writableLength;
-  }
-
-  onDrain(listener: () => void): void {
-    this.res.once("drain", listener);
-  }
-
-  end(last?: Buffer): void {
-    if (last !== undefined) this.res.write(last);
-    this.res.end();
-  }
-
-  destroy(): void {
-    this.res.destroy();
   }
 }
